@@ -1,0 +1,205 @@
+"""The `sketchprep` command line: parse options, call the library, format the result.
+
+Errors from the library (`SketchprepError`) become `Error: <where>: <what>` on stderr with exit 1;
+usage errors exit 2. Data goes to stdout, progress bars to stderr (only on a terminal, never with
+--quiet).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import sys
+
+import click
+
+from . import __version__
+from .errors import OptionError, SketchprepError
+
+
+def _errors_to_click(fn):
+    """Turn library errors into one-line click errors (exit 1) and option errors into usage errors (exit 2)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OptionError as e:
+            raise click.UsageError(str(e)) from None
+        except SketchprepError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _progress_bar(quiet: bool, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(disable=quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sketchprep")
+def main():
+    """Turn vector drawings into sketch-rnn datasets, check them, and train on them.
+
+    \b
+    Example, on the sample drawings bundled with the package:
+      sketchprep convert sketchprep/data/quickdraw_sample sample.npz
+
+    Run `sketchprep COMMAND --help` for the options of each command.
+    """
+
+
+# ---------------------------------------------------------------------------------------------------
+# convert
+
+
+def _default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("args", nargs=-1, required=True, metavar="INPUT... OUT.npz")
+@click.option("--epsilon", type=float, default=2.0,
+              help="RDP tolerance in output units (pixels of the --size box); 0 turns simplification off.")
+@click.option("--distance", type=click.Choice(["line", "segment"]), default="line",
+              help="RDP distance: 'line' (original Douglas-Peucker, as the rdp package; closest to Google's "
+                   "simplified data) or 'segment' (no dropped point is farther than epsilon).")
+@click.option("--max-len", type=int, default=250, help="Longest sketch kept, in stroke-3 rows.")
+@click.option("--fit", is_flag=True,
+              help="Re-simplify a too-long sketch with a growing epsilon (up to 5x) instead of dropping it.")
+@click.option("--size", type=float, default=255.0,
+              help="Scale each drawing so its larger extent is SIZE units; 0 keeps source units.")
+@click.option("--split", "split_text", default="0.9/0.05/0.05",
+              help="train/valid/test as fractions (all parts <= 1; 1/0/0 puts everything in train) or counts "
+                   "(70000/2500/2500).")
+@click.option("--multiple", type=int, default=100, help="Round every split size down to a multiple of this; 1 turns "
+                                                          "rounding off.")
+@click.option("--seed", type=int, default=0, help="Seed of the shuffle that assigns drawings to splits.")
+@click.option("--word", "words", multiple=True, help="Keep only Quick, Draw! drawings of this word (repeatable).")
+@click.option("--recognized-only", is_flag=True, help="Keep only drawings the Quick, Draw! game recognised.")
+@click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
+              help="Write one DIR/<word>.npz per class (as Google ships them) instead of OUT.npz.")
+@click.option("--workers", type=int, default=None, show_default="all cores",
+              help="Worker processes (inputs under 8 MB use one).")
+@click.option("--strict", is_flag=True, help="Stop at the first bad drawing or file with exit 1; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@_errors_to_click
+def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only, by_word,
+            workers, strict, as_json, quiet):
+    """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin; folders are searched recursively)
+    into a sketch-rnn .npz with train/valid/test splits.
+
+    \b
+    Every drawing is normalised to the --size box, simplified with RDP at --epsilon (Quick, Draw! raw
+    drawings are first resampled at 1 unit, as Google did; Google's simplified drawings pass through
+    unchanged at the defaults), turned into int16 stroke-3 and kept if it has at most --max-len rows.
+    Duplicates are dropped, so no drawing is in two splits. Bad drawings are counted and reported
+    (file:line), not fatal, unless --strict. OUT is written atomically.
+
+    \b
+    Examples:
+      sketchprep convert sketchprep/data/quickdraw_sample sample.npz
+      sketchprep convert cat.ndjson dog.ndjson pets.npz --split 70000/2500/2500 --recognized-only
+      sketchprep convert quickdraw/ --by-word datasets/ --split 70000/2500/2500
+      zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --max-len 200 --fit
+    """
+    from .convert import ConvertOptions, convert as run_convert, parse_split
+    from .dataset import save_dataset
+
+    args = list(args)
+    if by_word is None:
+        if len(args) < 2:
+            raise click.UsageError("give at least one INPUT and the OUT.npz to write (or --by-word DIR)")
+        out = args.pop()
+        if not out.endswith(".npz"):
+            raise click.UsageError(f"OUT must end in .npz (got {out!r}); it is the last argument")
+    else:
+        out = None
+    if workers is None:
+        total = sum(os.path.getsize(a) for a in args if os.path.isfile(a))
+        small = total < 8 * 2**20 and not any(os.path.isdir(a) for a in args)
+        workers = 1 if small else _default_workers()
+    opts = ConvertOptions(epsilon=epsilon, distance=distance, max_len=max_len, fit=fit, size=size,
+                          split=parse_split(split_text), multiple=multiple, seed=seed,
+                          words=frozenset(words) if words else None, recognized_only=recognized_only,
+                          strict=strict, workers=workers)
+    command = "sketchprep convert " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["convert"] \
+        else None
+    with _progress_bar(quiet, unit=" drawings", desc="convert") as bar:
+        collected, result, meta = run_convert(args, opts, progress=bar.update, command=command)
+    if by_word is None:
+        save_dataset(out, result.splits, ids=result.ids, labels=result.labels, meta=meta)
+        outputs = [(out, result, meta)]
+    else:
+        outputs = _write_by_word(collected, opts, by_word, command)
+    if quiet:
+        return
+    if as_json:
+        click.echo(json.dumps({"outputs": [{"path": p, **m} for p, _, m in outputs],
+                               "problems": [str(p) for p in collected.report.problems]}, indent=2))
+    else:
+        click.echo(_summary(collected, outputs))
+
+
+def _write_by_word(collected, opts, out_dir, command):
+    from .convert import build_meta, make_splits
+    from .dataset import save_dataset
+
+    kept = collected.kept
+    outputs = []
+    for word in sorted(set(kept.labels.tolist())):
+        sub = kept.take(np.flatnonzero(kept.labels == word))
+        result = make_splits(sub, opts)
+        meta = build_meta(collected, result, opts, command)
+        meta["word"] = word
+        path = os.path.join(out_dir, f"{word}.npz")
+        save_dataset(path, result.splits, ids=result.ids, labels=None, meta=meta)
+        outputs.append((path, result, meta))
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------------
+# validate / stats / render (inspect)
+
+
+# ---------------------------------------------------------------------------------------------------
+# train / sample / interpolate (the torch stage; torch is imported inside the commands only)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _summary(collected, outputs) -> str:
+    report = collected.report
+    lines = [f"read {report.read} drawings from {len(collected.files)} file(s)"]
+    for path, result, meta in outputs:
+        c = result.counts
+        lines.append(f"wrote {path}: train {c['train']}, valid {c['valid']}, test {c['test']}"
+                     + (f" ({len(result.classes)} classes)" if len(result.classes) > 1 else ""))
+    dropped = dict(report.dropped)
+    for _, result, _ in outputs:
+        for key, value in (("duplicate", result.duplicates), ("split_rounding", result.rounding),
+                           ("not_selected", result.not_selected)):
+            if value:
+                dropped[key] = dropped.get(key, 0) + value
+    if report.fitted:
+        lines.append(f"fitted {report.fitted} long drawing(s) under --max-len with a larger epsilon")
+    if dropped:
+        lines.append(f"dropped {sum(dropped.values())}:")
+        width = max(len(k) for k in dropped)
+        for key in sorted(dropped, key=lambda k: -dropped[k]):
+            lines.append(f"  {key:<{width}}  {dropped[key]}")
+    if report.filtered:
+        lines.append("filtered out: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(report.filtered.items())))
+    if report.problems:
+        lines.append(f"bad input (first {len(report.problems)} of {report.bad_input}):")
+        lines += [f"  {p}" for p in report.problems]
+    return "\n".join(lines)
+
+
+import numpy as np  # noqa: E402  (used by _write_by_word; numpy is imported by every command anyway)

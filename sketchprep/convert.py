@@ -1,0 +1,620 @@
+"""The conversion pipeline: inputs -> kept stroke-3 sketches -> dedupe -> seeded split.
+
+source -> polylines -> normalise -> resample (Quick, Draw! raw) -> RDP -> quantise -> stroke-3 ->
+length filter (or `fit`) -> dedupe -> order by a seeded hash -> split -> write.
+
+Work happens on chunks of drawings (flat arrays, see `sketchprep.strokes.FlatDrawings`), optionally
+in worker processes; only the kept sketches stay in memory, in one compact int16 array.
+
+The order of the output does not depend on the order of the inputs or on how they were chunked or
+sharded: each kept sketch gets a priority from a seeded hash of its content, and the splits are
+taken in priority order. Of two identical sketches (after quantisation), the one seen first in the
+input stream is kept, so no drawing can appear in two splits.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError, OptionError
+from .simplify import DISTANCES, resample_flat, simplify_flat
+from .sources import KIND_RAW, KIND_SAMPLED, KIND_SIMPLIFIED, Problem, SourceBatch
+from .sources import ndjson as ndjson_source
+from .strokes import FlatDrawings, Stroke3Batch, _offsets, _ranges, flat_to_stroke3, interleave, normalize_flat
+
+SPLITS = ("train", "valid", "test")
+# Google's simplified Quick, Draw! data: already aligned, scaled to this size and RDP'd at this epsilon
+QUICKDRAW_SIZE = 255.0
+QUICKDRAW_EPSILON = 2.0
+FIT_TRIES = 8          # --fit: epsilon grows by half the original each try, up to 5x
+MAX_PROBLEMS_KEPT = 20  # examples of bad input remembered for the report (all are counted)
+
+# Drop reasons that mean "this input is broken" (fatal with --strict); the others are dataset policy.
+BAD_INPUT_REASONS = ("malformed_json", "bad_drawing", "empty_drawing", "non_finite", "absurd_coordinate",
+                     "offset_overflow", "unreadable_file", "no_geometry")
+
+
+@dataclass
+class ConvertOptions:
+    """What `sketchprep convert` does; every field is a CLI option of the same name."""
+
+    epsilon: float = 2.0            # RDP tolerance in output units (pixels of the --size box)
+    distance: str = "line"          # RDP distance: "line" (original DP, as the rdp package) or "segment"
+    max_len: int = 250              # longest sketch kept, in stroke-3 rows
+    fit: bool = False               # re-simplify too-long sketches with a growing epsilon instead of dropping
+    size: float = 255.0             # larger extent of every drawing after normalising; 0 keeps source units
+    split: tuple[float, float, float] = (0.9, 0.05, 0.05)  # fractions (all <= 1) or counts
+    multiple: int = 100             # every split size is a multiple of this
+    seed: int = 0                   # shuffle seed
+    words: frozenset[str] | None = None  # keep only these Quick, Draw! words
+    recognized_only: bool = False   # keep only drawings the game recognised
+    strict: bool = False            # the first bad input is an error and nothing is written
+    workers: int = 1                # worker processes
+    resample_spacing: float = 1.0   # Quick, Draw! raw: resampling step in output units (Google: 1 px)
+
+    def __post_init__(self):
+        if self.epsilon < 0:
+            raise OptionError("--epsilon must be >= 0")
+        if self.distance not in DISTANCES:
+            raise OptionError(f"--distance must be one of {', '.join(DISTANCES)}")
+        if self.max_len < 1:
+            raise OptionError("--max-len must be >= 1")
+        if self.size < 0:
+            raise OptionError("--size must be >= 0")
+        if self.multiple < 1:
+            raise OptionError("--multiple must be >= 1")
+        if len(self.split) != 3 or any(p < 0 for p in self.split) or sum(self.split) <= 0:
+            raise OptionError("--split needs three non-negative parts, e.g. 0.9/0.05/0.05 or 70000/2500/2500")
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    """'0.9/0.05/0.05' or '70000/2500/2500' -> three numbers."""
+    parts = text.replace(",", "/").split("/")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise OptionError(f"--split {text!r}: expected three numbers like 0.9/0.05/0.05 or 70000/2500/2500") from None
+    if len(values) != 3 or any(v < 0 or not math.isfinite(v) for v in values):
+        raise OptionError(f"--split {text!r}: expected three non-negative numbers like 0.9/0.05/0.05")
+    return values  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+
+
+SVG_SUFFIXES = (".svg",)
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files, directories (searched recursively, sorted) and globs -> the list of input files."""
+    files: list[str] = []
+    for item in inputs:
+        if item == "-":
+            files.append(item)
+            continue
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and _is_drawing_file(str(f)))
+            if not found:
+                raise InputError("directory holds no .ndjson, .ndjson.gz or .svg files", path=item)
+            files += found
+        elif p.is_file():
+            if not _is_drawing_file(item):
+                raise InputError("not a drawing file (expected .ndjson, .ndjson.gz or .svg)", path=item)
+            files.append(item)
+        elif any(c in item for c in "*?["):
+            found = sorted(f for f in glob.glob(item, recursive=True) if _is_drawing_file(f))
+            if not found:
+                raise InputError("pattern matches no drawing files", path=item)
+            files += found
+        else:
+            raise InputError("no such file or directory", path=item)
+    return files
+
+
+def _is_drawing_file(path: str) -> bool:
+    return ndjson_source.is_ndjson(path) or path.lower().endswith(SVG_SUFFIXES)
+
+
+def _tasks(files: list[str], opts: ConvertOptions) -> Iterator[tuple]:
+    """Units of work: ("ndjson", path, input_index, first_line, lines, bytes_done)."""
+    for index, path in enumerate(files):
+        if ndjson_source.is_ndjson(path):
+            try:
+                stream = ndjson_source.open_lines(path)
+            except OSError as e:
+                raise InputError(f"cannot open: {e.strerror or e}", path=path) from None
+            try:
+                done = 0
+                for first, lines, nbytes in ndjson_source.iter_line_chunks(stream):
+                    yield ("ndjson", path, index, first, lines, nbytes - done)
+                    done = nbytes
+            except (OSError, EOFError) as e:  # e.g. a truncated .gz
+                raise InputError(f"cannot read: {e}", path=path) from None
+            finally:
+                if stream is not sys.stdin.buffer:
+                    stream.close()
+        else:
+            raise InputError("SVG input is not supported by this version", path=path)
+
+
+def _read_task(task: tuple, opts: ConvertOptions) -> SourceBatch:
+    kind = task[0]
+    if kind == "ndjson":
+        _, path, index, first, lines, _ = task
+        return ndjson_source.parse_lines(lines, path, first, index, opts.words, opts.recognized_only)
+    raise ValueError(f"unknown task kind {kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-chunk processing
+
+
+@dataclass
+class Kept:
+    """Sketches that passed every per-drawing step, packed: rows (R, 3) int16 with row_offsets (N+1,),
+    plus per-sketch ids, labels, stream order and content hashes."""
+
+    rows: np.ndarray
+    row_offsets: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray
+    order: np.ndarray
+    hashes: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.row_offsets) - 1
+
+    def sketch(self, i: int) -> np.ndarray:
+        return self.rows[self.row_offsets[i]:self.row_offsets[i + 1]]
+
+    def take(self, idx: np.ndarray) -> "Kept":
+        idx = np.asarray(idx, dtype=np.int64)
+        lengths = self.row_offsets[idx + 1] - self.row_offsets[idx]
+        rows = self.rows[_ranges(self.row_offsets[idx], lengths)]
+        return Kept(rows, _offsets(lengths), self.ids[idx], self.labels[idx], self.order[idx], self.hashes[idx])
+
+    @staticmethod
+    def empty() -> "Kept":
+        return Kept(np.zeros((0, 3), np.int16), np.zeros(1, np.int64), np.zeros(0, "<U1"), np.zeros(0, "<U1"),
+                    np.zeros(0, np.int64), np.zeros(0, np.uint64))
+
+    @staticmethod
+    def concat(parts: list["Kept"]) -> "Kept":
+        parts = [p for p in parts if p.n] or [Kept.empty()]
+        lengths = np.concatenate([np.diff(p.row_offsets) for p in parts])
+        return Kept(
+            np.concatenate([p.rows for p in parts]),
+            _offsets(lengths),
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.order for p in parts]),
+            np.concatenate([p.hashes for p in parts]),
+        )
+
+
+@dataclass
+class ChunkResult:
+    kept: Kept
+    dropped: Counter
+    problems: list[Problem]
+    filtered: Counter
+    read: int
+    fitted: int = 0
+    source_counts: dict = field(default_factory=dict)  # path -> [read, kept]
+
+
+def process_task(task: tuple, opts: ConvertOptions) -> ChunkResult:
+    """Read one unit of work and run every per-drawing step on it."""
+    batch = _read_task(task, opts)
+    return process_batch(batch, opts)
+
+
+def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
+    """normalise -> resample -> RDP -> quantise -> length filter, for every drawing of the batch."""
+    dropped: Counter = Counter()
+    problems = list(batch.problems)
+    for p in batch.problems:
+        dropped[p.reason] += 1
+    flat, kinds = batch.flat, batch.kinds
+    n = flat.n_drawings
+    prepared = _prepare(flat, kinds, opts)
+    eps = _epsilons(kinds, opts)
+    simplified = _simplify(prepared, eps, opts.distance)
+    s3 = flat_to_stroke3(simplified)
+    lengths = s3.lengths
+    fitted = 0
+    too_long = lengths > opts.max_len
+    if opts.fit and too_long.any():
+        s3, fitted = _fit(prepared, eps, s3, too_long, opts)
+        lengths = s3.lengths
+        too_long = lengths > opts.max_len
+    ok = ~too_long & ~s3.overflow
+    n_too_long = int((too_long & ~s3.overflow).sum())
+    if n_too_long:
+        dropped["too_long"] += n_too_long
+    for d in np.flatnonzero(s3.overflow):
+        dropped["offset_overflow"] += 1
+        problems.append(Problem("offset_overflow", *_where(batch, d), "an offset does not fit in int16 (use a smaller --size)"))
+    keep = np.flatnonzero(ok)
+    kept_lengths = lengths[keep]
+    rows = s3.rows[_ranges(s3.row_offsets[keep], kept_lengths)]
+    row_offsets = _offsets(kept_lengths)
+    ids = np.array(batch.ids, dtype=str)[keep] if n else np.zeros(0, "<U1")
+    labels = np.array([lb if lb is not None else "" for lb in batch.labels], dtype=str)[keep] if n else np.zeros(0, "<U1")
+    kept = Kept(rows, row_offsets, ids, labels, batch.order[keep], sketch_hashes(rows, row_offsets))
+    source_counts = _source_counts(batch, keep)
+    return ChunkResult(kept, dropped, problems, batch.filtered, batch.read, fitted, source_counts)
+
+
+def _where(batch: SourceBatch, d: int) -> tuple[str, int | None]:
+    index, position = int(batch.order[d] >> 32), int(batch.order[d] & 0xFFFFFFFF)
+    return batch.paths.get(index, batch.ids[d]), position
+
+
+def _source_counts(batch: SourceBatch, keep: np.ndarray) -> dict:
+    # order keys carry the input index; the task's path is the same for the whole batch of ndjson lines,
+    # but SVG batches span files, so count by input index and let the caller map it back.
+    idx = (batch.order >> 32).astype(np.int64)
+    counts: dict = {}
+    read_idx, read_n = np.unique(idx, return_counts=True) if len(idx) else ([], [])
+    for i, c in zip(read_idx, read_n):
+        counts.setdefault(int(i), [0, 0])[0] += int(c)
+    if len(keep):
+        k_idx, k_n = np.unique(idx[keep], return_counts=True)
+        for i, c in zip(k_idx, k_n):
+            counts.setdefault(int(i), [0, 0])[1] += int(c)
+    return counts
+
+
+def _passthrough(kinds: np.ndarray, opts: ConvertOptions) -> np.ndarray:
+    """Drawings that already are what the options ask for (Google's simplified data at the defaults)."""
+    return (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE) & (opts.epsilon <= QUICKDRAW_EPSILON)
+
+
+def _prepare(flat: FlatDrawings, kinds: np.ndarray, opts: ConvertOptions) -> FlatDrawings:
+    """Normalise (and resample raw Quick, Draw!) every drawing that needs it; others pass unchanged."""
+    if flat.n_drawings == 0:
+        return flat
+    keep_frame = (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE)
+    if keep_frame.all():
+        return flat
+    normalised = normalize_flat(flat, opts.size)
+    raw = kinds == KIND_RAW
+    if raw.any():
+        normalised = _replace(normalised, raw, resample_flat(normalised.select(np.flatnonzero(raw)),
+                                                             opts.resample_spacing))
+    if keep_frame.any():
+        normalised = _replace(normalised, keep_frame, flat.select(np.flatnonzero(keep_frame)))
+    return normalised
+
+
+def _replace(flat: FlatDrawings, mask: np.ndarray, sub: FlatDrawings) -> FlatDrawings:
+    """`flat` with the drawings where `mask` is True replaced, in order, by those of `sub`."""
+    if mask.all():
+        return sub
+    return interleave(mask, sub, flat.select(np.flatnonzero(~mask)))
+
+
+def _epsilons(kinds: np.ndarray, opts: ConvertOptions) -> np.ndarray:
+    """Per-drawing RDP epsilon; 0 for drawings that pass through."""
+    eps = np.full(len(kinds), float(opts.epsilon))
+    eps[_passthrough(kinds, opts)] = 0.0
+    return eps
+
+
+def _simplify(flat: FlatDrawings, eps: np.ndarray, distance: str) -> FlatDrawings:
+    """RDP each drawing at its own epsilon (drawings with epsilon 0 are left alone)."""
+    if flat.n_drawings == 0:
+        return flat
+    values = np.unique(eps)
+    if len(values) == 1:
+        return simplify_flat(flat, float(values[0]), distance) if values[0] > 0 else flat
+    out = flat
+    for v in values[values > 0]:
+        mask = eps == v
+        out = _replace(out, mask, simplify_flat(out.select(np.flatnonzero(mask)), float(v), distance))
+    return out
+
+
+def _fit(prepared: FlatDrawings, eps: np.ndarray, s3: Stroke3Batch, too_long: np.ndarray,
+         opts: ConvertOptions) -> tuple[Stroke3Batch, int]:
+    """Re-simplify too-long drawings with a growing epsilon until they fit (hardmaru's recipe)."""
+    sketches = [s3.sketch(d) for d in range(len(too_long))]
+    overflow = s3.overflow.copy()
+    todo = np.flatnonzero(too_long)
+    base = max(opts.epsilon, 0.25)
+    fitted = 0
+    for k in range(1, FIT_TRIES + 1):
+        if not len(todo):
+            break
+        sub = prepared.select(todo)
+        out = flat_to_stroke3(simplify_flat(sub, base * (1 + 0.5 * k), opts.distance))
+        still = []
+        for j, d in enumerate(todo):
+            if out.lengths[j] <= opts.max_len and not out.overflow[j]:
+                sketches[d] = out.sketch(j)
+                fitted += 1
+            else:
+                still.append(d)
+        todo = np.array(still, dtype=np.int64)
+    lengths = np.array([len(s) for s in sketches], dtype=np.int64)
+    rows = np.concatenate(sketches) if sketches else np.zeros((0, 3), np.int16)
+    return Stroke3Batch(rows, _offsets(lengths), overflow), fitted
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hashing, dedupe, split
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on uint64 (wrapping arithmetic)."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= _M1
+        x ^= x >> np.uint64(27)
+        x *= _M2
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def sketch_hashes(rows: np.ndarray, row_offsets: np.ndarray) -> np.ndarray:
+    """(N,) uint64 content hash of each int16 stroke-3 sketch (equal sketches, equal hashes)."""
+    n = len(row_offsets) - 1
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    lengths = np.diff(row_offsets)
+    r = rows.astype(np.int64)
+    v = ((r[:, 0] & 0xFFFF) | ((r[:, 1] & 0xFFFF) << 16) | ((r[:, 2] & 0xFFFF) << 32)).astype(np.uint64)
+    pos = (np.arange(len(rows), dtype=np.int64) - np.repeat(row_offsets[:-1], lengths)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = _mix64(v ^ _mix64(pos * _GOLDEN))
+        h = np.add.reduceat(x, row_offsets[:-1]) if len(rows) else np.zeros(n, np.uint64)
+        return _mix64(h ^ (lengths.astype(np.uint64) * _GOLDEN))
+
+
+def dedupe(kept: Kept) -> tuple[Kept, int]:
+    """Remove exact duplicate sketches, keeping the one earliest in the input stream."""
+    if kept.n < 2:
+        return kept, 0
+    idx = np.lexsort((kept.order, kept.hashes))
+    h = kept.hashes[idx]
+    same_as_prev = np.zeros(len(idx), dtype=bool)
+    same_as_prev[1:] = h[1:] == h[:-1]
+    drop = []
+    if same_as_prev.any():
+        # equal hashes: confirm byte equality against the group's kept members
+        start = 0
+        for i in range(1, len(idx) + 1):
+            if i == len(idx) or not same_as_prev[i]:
+                if i - start > 1:
+                    reps: list[np.ndarray] = []
+                    for j in idx[start:i]:
+                        s = kept.sketch(j)
+                        if any(len(r) == len(s) and np.array_equal(r, s) for r in reps):
+                            drop.append(j)
+                        else:
+                            reps.append(s)
+                start = i
+    if not drop:
+        return kept, 0
+    mask = np.ones(kept.n, dtype=bool)
+    mask[np.array(drop)] = False
+    return kept.take(np.flatnonzero(mask)), len(drop)
+
+
+def shuffle_order(kept: Kept, seed: int) -> np.ndarray:
+    """Indices of the kept sketches in seeded priority order (independent of input order)."""
+    seed_mix = _mix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ _GOLDEN)[0]
+    priority = _mix64(kept.hashes ^ seed_mix)
+    return np.lexsort((kept.order, priority))
+
+
+def split_sizes(n: int, split: tuple[float, float, float], multiple: int) -> tuple[int, int, int]:
+    """Sizes of train/valid/test, each a multiple of `multiple`.
+
+    Fractions (every part <= 1): the usable count (n rounded down to a multiple) is shared out in
+    whole multiples by largest remainder, and every part with a non-zero fraction gets at least one
+    multiple when there are enough. Counts: valid and test get theirs first, train what is left up
+    to its count; a count that is not a multiple is an error.
+    """
+    if all(p <= 1 for p in split):
+        units = n // multiple
+        total = sum(split)
+        shares = [p / total * units for p in split]
+        base = [int(math.floor(s)) for s in shares]
+        # every requested part gets a unit if possible, taken from the largest part
+        for i, p in enumerate(split):
+            if p > 0 and base[i] == 0 and sum(base) < units:
+                base[i] = 1
+        while sum(base) < units:
+            rema = [shares[i] - base[i] if split[i] > 0 else -1 for i in range(3)]
+            base[int(np.argmax(rema))] += 1
+        while sum(base) > units:
+            big = int(np.argmax(base))
+            base[big] -= 1
+        for i, p in enumerate(split):
+            if p > 0 and base[i] == 0:
+                big = int(np.argmax(base))
+                if base[big] > 1:
+                    base[big] -= 1
+                    base[i] = 1
+        return tuple(b * multiple for b in base)  # type: ignore[return-value]
+    counts = [int(p) for p in split]
+    if any(c != p for c, p in zip(counts, split)):
+        raise OptionError(f"--split counts must be whole numbers, got {split}")
+    if any(c % multiple for c in counts):
+        raise OptionError(f"--split counts {counts} must be multiples of --multiple {multiple}")
+    n_valid, n_test = counts[1], counts[2]
+    if n_valid + n_test > n:
+        raise OptionError(f"--split asks for {n_valid} valid + {n_test} test drawings but only {n} were kept")
+    n_train = min(counts[0], (n - n_valid - n_test) // multiple * multiple)
+    return n_train, n_valid, n_test
+
+
+@dataclass
+class SplitResult:
+    splits: dict[str, list[np.ndarray]]
+    ids: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray] | None
+    classes: list[str]
+    counts: dict[str, int]
+    duplicates: int
+    rounding: int       # dropped to make sizes multiples (fractions)
+    not_selected: int   # beyond the requested counts
+
+
+def make_splits(kept: Kept, opts: ConvertOptions) -> SplitResult:
+    """Dedupe, order by the seeded hash and cut into train/valid/test."""
+    kept, duplicates = dedupe(kept)
+    order = shuffle_order(kept, opts.seed)
+    sizes = split_sizes(kept.n, opts.split, opts.multiple)
+    classes = sorted(set(kept.labels.tolist()))
+    multi = len(classes) > 1
+    class_index = {c: i for i, c in enumerate(classes)}
+    splits, ids, labels, counts = {}, {}, {}, {}
+    start = 0
+    for name, size in zip(SPLITS, sizes):
+        idx = order[start:start + size]
+        start += size
+        splits[name] = [kept.sketch(i).copy() for i in idx]
+        ids[name] = kept.ids[idx]
+        if multi:
+            labels[name] = np.array([class_index[c] for c in kept.labels[idx]], dtype=np.int32)
+        counts[name] = int(size)
+    unused = kept.n - sum(sizes)
+    fractions = all(p <= 1 for p in opts.split)
+    return SplitResult(splits, ids, labels if multi else None, classes if multi else classes[:1], counts, duplicates,
+                       unused if fractions else 0, 0 if fractions else unused)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole run
+
+
+@dataclass
+class ConvertReport:
+    """What a run read, kept and dropped (by reason), for the summary and the `meta` key."""
+
+    read: int = 0
+    kept_before_split: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    filtered: Counter = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+    fitted: int = 0
+    sources: dict = field(default_factory=dict)  # path -> {"read": n, "kept": n}
+
+    @property
+    def bad_input(self) -> int:
+        return sum(self.dropped[r] for r in BAD_INPUT_REASONS)
+
+
+@dataclass
+class Collected:
+    kept: Kept
+    report: ConvertReport
+    files: list[str]
+
+
+def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], None] | None = None) -> Collected:
+    """Read and process every input; return the kept sketches (not yet deduplicated or split)."""
+    files = expand_inputs(inputs)
+    report = ConvertReport()
+    report.sources = {f: {"read": 0, "kept": 0} for f in files}
+    parts: list[Kept] = []
+    for result in _run(_tasks(files, opts), opts):
+        if opts.strict and result.problems:
+            raise InputError(result.problems[0].message, path=result.problems[0].path, line=result.problems[0].line)
+        parts.append(result.kept)
+        report.read += result.read
+        report.dropped.update(result.dropped)
+        report.filtered.update(result.filtered)
+        report.fitted += result.fitted
+        for p in result.problems:
+            if len(report.problems) < MAX_PROBLEMS_KEPT:
+                report.problems.append(p)
+        for i, (r, k) in result.source_counts.items():
+            report.sources[files[i]]["read"] += r
+            report.sources[files[i]]["kept"] += k
+        if progress is not None:
+            progress(result.read)
+    kept = Kept.concat(parts)
+    report.kept_before_split = kept.n
+    return Collected(kept, report, files)
+
+
+def _run(tasks: Iterator[tuple], opts: ConvertOptions) -> Iterator[ChunkResult]:
+    """process_task over the tasks, in order, in `opts.workers` processes (bounded look-ahead)."""
+    if opts.workers <= 1:
+        for t in tasks:
+            yield process_task(t, opts)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx) as pool:
+        pending = []
+        try:
+            for t in tasks:
+                pending.append(pool.submit(process_task, t, opts))
+                if len(pending) >= 2 * opts.workers:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def build_meta(collected: Collected, result: SplitResult, opts: ConvertOptions, command: str | None) -> dict:
+    report = collected.report
+    dropped = dict(report.dropped)
+    if result.duplicates:
+        dropped["duplicate"] = result.duplicates
+    if result.rounding:
+        dropped["split_rounding"] = result.rounding
+    if result.not_selected:
+        dropped["not_selected"] = result.not_selected
+    options = asdict(opts)
+    options["words"] = sorted(opts.words) if opts.words else None
+    options.pop("workers")
+    options.pop("strict")
+    return {
+        "tool": "sketchprep",
+        "version": __version__,
+        "command": command,
+        "format": "stroke-3 int16 [dx, dy, p]; p=1: pen lifts after this point; first row: offset from the origin",
+        "options": options,
+        "sources": [{"path": p, **c} for p, c in report.sources.items()],
+        "read": report.read,
+        "counts": result.counts,
+        "dropped": dropped,
+        "filtered": dict(report.filtered),
+        "fitted": report.fitted,
+        "classes": result.classes,
+    }
+
+
+def convert(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], None] | None = None,
+            command: str | None = None) -> tuple[Collected, SplitResult, dict]:
+    """Read, process, dedupe and split; returns what `write_dataset` needs plus the meta dict."""
+    collected = collect(inputs, opts, progress)
+    result = make_splits(collected.kept, opts)
+    return collected, result, build_meta(collected, result, opts, command)
