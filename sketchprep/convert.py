@@ -233,7 +233,7 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
     prepared = _prepare(flat, kinds, opts)
     eps = _epsilons(kinds, opts)
     simplified = _simplify(prepared, eps, opts.distance)
-    s3 = flat_to_stroke3(simplified)
+    s3 = flat_to_stroke3(simplified, keep_repeats=_passthrough(kinds, opts))
     lengths = s3.lengths
     fitted = 0
     too_long = lengths > opts.max_len

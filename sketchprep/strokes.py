@@ -199,15 +199,22 @@ class Stroke3Batch:
         return self.rows[self.row_offsets[d]:self.row_offsets[d + 1]]
 
 
-def flat_to_stroke3(flat: FlatDrawings) -> Stroke3Batch:
+def flat_to_stroke3(flat: FlatDrawings, keep_repeats: np.ndarray | None = None) -> Stroke3Batch:
     """Quantise absolute points to integers, drop a point that rounds onto its predecessor within
-    its stroke, and difference into int16 stroke-3 (one sketch per drawing)."""
+    its stroke, and difference into int16 stroke-3 (one sketch per drawing).
+
+    keep_repeats: optional (D,) bool; drawings marked True keep repeated points (a zero-offset row),
+    so data that is already integer (Google's simplified drawings, which have two-point dots) passes
+    through unchanged.
+    """
     q = np.rint(flat.points)
     n = len(q)
     so = flat.stroke_offsets
     keep = np.ones(n, dtype=bool)
     if n > 1:
         keep[1:] = (q[1:] != q[:-1]).any(axis=1)
+    if keep_repeats is not None and keep_repeats.any():
+        keep[np.repeat(keep_repeats, np.diff(flat.point_offsets()))] = True
     keep[so[:-1]] = True  # the first point of every stroke stays
     kept_per_stroke = np.add.reduceat(keep, so[:-1]) if n else np.zeros(0, dtype=np.int64)
     new_so = _offsets(kept_per_stroke)

@@ -153,6 +153,7 @@ def parse_lines(lines: list[bytes], path: str, first_line: int, input_index: int
         order.append(order_key(input_index, lineno))
 
     points, keep = _to_points(xs, ys, stroke_lens, n_strokes, path, first_line, problems, order, input_index)
+    problems.sort(key=lambda p: p.line)
     so = _offsets(np.asarray(stroke_lens, dtype=np.int64))
     do = _offsets(np.asarray(n_strokes, dtype=np.int64))
     flat = FlatDrawings(points, so, do)

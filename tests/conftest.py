@@ -1,0 +1,21 @@
+"""Shared test fixtures.
+
+Real third-party data lives beside the repository in `../shared/data` (or where SKETCHPREP_SHARED_DATA
+points). Tests that need it use `shared_data(...)`, which skips with a clear reason when it is absent.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SKETCHPREP_SHARED_DATA", REPO.parent / "shared" / "data"))
+SAMPLE = REPO / "sketchprep" / "data" / "quickdraw_sample"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under the shared real-data folder; skips the test when that folder is not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found: {path} (set SKETCHPREP_SHARED_DATA)")
+    return path
