@@ -1,0 +1,209 @@
+"""Drawing grids of stroke-3 sketches as SVG (no dependency) or PNG (Pillow).
+
+Every sketch gets a square cell: it is scaled uniformly so the larger side of its bounding box
+fills the cell less a margin (`PAD` of the cell on each side) and centred by its bounds (the
+reference's `make_grid_svg` centres the same way). Cells are laid out row by row, `columns` per
+row; an optional label line sits under each cell. SVG and PNG share the layout, so they match.
+"""
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from .dataset import atomic_output
+from .errors import OptionError
+from .strokes import stroke3_to_polylines
+
+PAD = 0.08           # margin on each side of a drawing, as a fraction of the cell
+SUPERSAMPLE = 3      # PNG: draw at 3x and downsample, which anti-aliases Pillow's hard-edged lines
+INK = (0, 0, 0)
+PAPER = (255, 255, 255)
+LABEL_INK = (90, 90, 90)
+
+
+@dataclass
+class Cell:
+    """One laid-out drawing: its strokes in canvas coordinates and the label under it.
+
+    strokes: list of (k, 2) float64 arrays (canvas pixels, y down); x0, y0: the cell's top-left corner.
+    """
+
+    strokes: list[np.ndarray]
+    x0: float
+    y0: float
+    label: str | None
+
+
+@dataclass
+class Grid:
+    """A laid-out grid: canvas size in pixels, cell size, label band height and the cells."""
+
+    width: float
+    height: float
+    cell: float
+    label_height: float
+    cells: list[Cell]
+
+
+def fit_to_cell(stroke3: np.ndarray, cell: float, pad: float = PAD) -> list[np.ndarray]:
+    """The sketch's strokes as (k, 2) float64 arrays in a cell of side `cell` whose corner is (0, 0):
+    scaled uniformly so the larger bounding-box side is `cell * (1 - 2 * pad)`, centred by its bounds.
+
+    Points that are not finite are left out. A sketch of a single point (zero extent) is centred unscaled.
+    """
+    strokes = [p[np.isfinite(p).all(axis=1)] for p in stroke3_to_polylines(stroke3)]
+    strokes = [p for p in strokes if len(p)]
+    if not strokes:
+        return []
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    extent = float((hi - lo).max())
+    scale = cell * (1 - 2 * pad) / extent if extent > 0 else 1.0
+    centre = (lo + hi) / 2
+    return [(p - centre) * scale + cell / 2 for p in strokes]
+
+
+def layout_grid(sketches: list[np.ndarray], columns: int | None = None, cell: float = 128.0,
+                labels: list[str] | None = None) -> Grid:
+    """Place each stroke-3 sketch ((n, 3), int or float) in its cell; `columns` defaults to a square-ish grid."""
+    n = len(sketches)
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"got {len(labels)} labels for {n} sketches")
+    if cell <= 0:
+        raise ValueError("cell must be > 0")
+    columns = max(1, int(columns) if columns else math.ceil(math.sqrt(max(n, 1))))
+    rows = max(1, math.ceil(n / columns))
+    label_height = max(12.0, round(cell * 0.12)) if labels is not None else 0.0
+    pitch = cell + label_height
+    cells = []
+    for i, sketch in enumerate(sketches):
+        x0, y0 = (i % columns) * cell, (i // columns) * pitch
+        strokes = [p + (x0, y0) for p in fit_to_cell(np.asarray(sketch), cell)]
+        cells.append(Cell(strokes, x0, y0, None if labels is None else str(labels[i])))
+    return Grid(columns * cell, rows * pitch, cell, label_height, cells)
+
+
+def stroke_colors(n_strokes: int) -> list[tuple[int, int, int]]:
+    """One colour per stroke, running through the hues from red (first) to violet (last), so order shows."""
+    out = []
+    for k in range(n_strokes):
+        hue = 0.78 * k / max(n_strokes - 1, 1)
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.9, 0.8)
+        out.append((round(r * 255), round(g * 255), round(b * 255)))
+    return out
+
+
+def _line_width(cell: float) -> float:
+    return max(1.0, cell / 80)
+
+
+def grid_svg(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None) -> str:
+    """The grid as an SVG document (absolute coordinates, one path per drawing or per stroke)."""
+    lw = _line_width(grid.cell) if line_width is None else line_width
+    w, h = grid.width, grid.height
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(w)}" height="{_num(h)}" '
+           f'viewBox="0 0 {_num(w)} {_num(h)}">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<g fill="none" stroke="black" stroke-width="{_num(lw)}" stroke-linecap="round" stroke-linejoin="round">']
+    for c in grid.cells:
+        if not c.strokes:
+            continue
+        if color_by_stroke:
+            for p, rgb in zip(c.strokes, stroke_colors(len(c.strokes))):
+                out.append(f'<path stroke="#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x}" d="{_path_data([p])}"/>')
+        else:
+            out.append(f'<path d="{_path_data(c.strokes)}"/>')
+    out.append("</g>")
+    if grid.label_height:
+        size = grid.label_height * 0.75
+        out.append(f'<g font-family="sans-serif" font-size="{_num(size)}" fill="#5a5a5a" text-anchor="middle">')
+        for c in grid.cells:
+            if c.label:
+                out.append(f'<text x="{_num(c.x0 + grid.cell / 2)}" y="{_num(c.y0 + grid.cell + size)}">'
+                           f'{escape(c.label)}</text>')
+        out.append("</g>")
+    out.append("</svg>\n")
+    return "\n".join(out)
+
+
+def _num(v: float) -> str:
+    return f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def _path_data(strokes: list[np.ndarray]) -> str:
+    parts = []
+    for p in strokes:
+        coords = [f"{_num(x)} {_num(y)}" for x, y in p]
+        if len(coords) == 1:  # a dot: a zero-length segment, which round caps draw as a disc
+            coords.append(coords[0])
+        parts.append("M" + coords[0] + " L" + " ".join(coords[1:]))
+    return " ".join(parts)
+
+
+def grid_png(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None):
+    """The grid as a Pillow RGB image (anti-aliased by drawing at SUPERSAMPLE x and downsampling)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    lw = _line_width(grid.cell) if line_width is None else line_width
+    ss = SUPERSAMPLE
+    width, height = max(1, math.ceil(grid.width)), max(1, math.ceil(grid.height))
+    img = Image.new("RGB", (width * ss, height * ss), PAPER)
+    draw = ImageDraw.Draw(img)
+    w = max(1, round(lw * ss))
+    r = w / 2
+    for c in grid.cells:
+        colors = stroke_colors(len(c.strokes)) if color_by_stroke else [INK] * len(c.strokes)
+        for p, color in zip(c.strokes, colors):
+            q = p * ss
+            if len(q) > 1:
+                draw.line([tuple(v) for v in q], fill=color, width=w, joint="curve")
+            # Pillow lines have square ends: round caps (and dots) are discs at the ends
+            for x, y in (q[0], q[-1]):
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
+    img = img.reduce(ss) if ss > 1 else img
+    if grid.label_height:
+        draw = ImageDraw.Draw(img)
+        font = _font(round(grid.label_height * 0.75))
+        for c in grid.cells:
+            if c.label:
+                draw.text((c.x0 + grid.cell / 2, c.y0 + grid.cell + grid.label_height / 2), c.label,
+                          fill=LABEL_INK, font=font, anchor="mm")
+    return img
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def save_grid(sketches: list[np.ndarray], path: str | os.PathLike, *, columns: int | None = None,
+              cell: float = 128.0, color_by_stroke: bool = False, labels: list[str] | None = None,
+              line_width: float | None = None) -> None:
+    """Write a grid of stroke-3 sketches (each (n, 3), int or float) to `path`, atomically.
+
+    The format follows the extension: `.svg` (plain text, no dependency) or `.png` (Pillow).
+    `columns` defaults to a square-ish grid; `cell` is the side of each cell in pixels;
+    `color_by_stroke` colours strokes from red (first) to violet (last); `labels` (one per sketch)
+    are written under the cells; `line_width` defaults to cell / 80 (at least 1 pixel).
+    """
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in (".svg", ".png"):
+        raise OptionError(f"{path}: the output must end in .svg or .png")
+    grid = layout_grid(list(sketches), columns, cell, labels)
+    if ext == ".svg":
+        text = grid_svg(grid, color_by_stroke, line_width)
+        with atomic_output(path) as f:
+            f.write(text.encode("utf-8"))
+    else:
+        img = grid_png(grid, color_by_stroke, line_width)
+        with atomic_output(path) as f:
+            img.save(f, format="PNG")
