@@ -84,12 +84,14 @@ def _default_workers() -> int:
               help="Write one DIR/<word>.npz per class (as Google ships them) instead of OUT.npz.")
 @click.option("--workers", type=int, default=None, show_default="all cores",
               help="Worker processes (inputs under 8 MB use one).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Process only shard I of N (0-based) and write a shard file to OUT; combine with `merge`.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad drawing or file with exit 1; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_errors_to_click
 def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only, by_word,
-            workers, strict, as_json, quiet):
+            workers, shard, strict, as_json, quiet):
     """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin; folders are searched recursively)
     into a sketch-rnn .npz with train/valid/test splits.
 
@@ -107,11 +109,11 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
       sketchprep convert quickdraw/ --by-word datasets/ --split 70000/2500/2500
       zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --max-len 200 --fit
     """
-    from .convert import ConvertOptions, convert as run_convert, parse_split
-    from .dataset import save_dataset
+    from .convert import ConvertOptions, collect, parse_split, write_outputs
+    from .shards import parse_shard, write_shard
 
     args = list(args)
-    if by_word is None:
+    if by_word is None or shard:
         if len(args) < 2:
             raise click.UsageError("give at least one INPUT and the OUT.npz to write (or --by-word DIR)")
         out = args.pop()
@@ -127,15 +129,66 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
                           split=parse_split(split_text), multiple=multiple, seed=seed,
                           words=frozenset(words) if words else None, recognized_only=recognized_only,
                           strict=strict, workers=workers)
-    command = "sketchprep convert " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["convert"] \
-        else None
+    shard_spec = parse_shard(shard) if shard else None
     with _progress_bar(quiet, unit=" drawings", desc="convert") as bar:
-        collected, result, meta = run_convert(args, opts, progress=bar.update, command=command)
+        collected = collect(args, opts, progress=bar.update, shard=shard_spec)
+    if shard_spec:
+        write_shard(out, collected, opts, shard_spec)
+        if not quiet:
+            click.echo(f"read {collected.report.read} drawings; wrote shard {shard} with {collected.kept.n} kept "
+                       f"drawings to {out} (combine all shards with `sketchprep merge`)")
+        return
+    outputs = write_outputs(collected, opts, out, by_word, _command_line())
+    _print_outputs(collected, outputs, as_json, quiet)
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("args", nargs=-1, required=True, metavar="SHARD.npz... OUT.npz")
+@click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
+              help="Write one DIR/<word>.npz per class instead of OUT.npz.")
+@click.option("--split", "split_text", default=None, show_default="the shards' --split",
+              help="Re-split: train/valid/test as fractions or counts.")
+@click.option("--multiple", type=int, default=None, show_default="the shards' --multiple",
+              help="Round every split size down to a multiple of this.")
+@click.option("--seed", type=int, default=None, show_default="the shards' --seed", help="Shuffle seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary.")
+@_errors_to_click
+def merge(args, by_word, split_text, multiple, seed, as_json, quiet):
+    """Combine the shard files of `convert --shard I/N` into exactly the .npz that one `convert` run over
+    all the inputs writes (same drawings, same splits for the same seed).
+
+    \b
+    Example (4 shards, e.g. one per machine or per Slurm array task):
+      for i in 0 1 2 3; do sketchprep convert quickdraw/ shard-$i.npz --shard $i/4 & done; wait
+      sketchprep merge shard-*.npz quickdraw.npz
+    """
+    from .convert import parse_split, write_outputs
+    from .shards import merge_shards, with_split_overrides
+
+    args = list(args)
     if by_word is None:
-        save_dataset(out, result.splits, ids=result.ids, labels=result.labels, meta=meta)
-        outputs = [(out, result, meta)]
+        if len(args) < 2:
+            raise click.UsageError("give the shard files and the OUT.npz to write (or --by-word DIR)")
+        out = args.pop()
+        if not out.endswith(".npz"):
+            raise click.UsageError(f"OUT must end in .npz (got {out!r}); it is the last argument")
     else:
-        outputs = _write_by_word(collected, opts, by_word, command)
+        out = None
+    collected, opts = merge_shards(args)
+    opts = with_split_overrides(opts, parse_split(split_text) if split_text else None, multiple, seed)
+    outputs = write_outputs(collected, opts, out, by_word, _command_line())
+    _print_outputs(collected, outputs, as_json, quiet)
+
+
+def _command_line() -> str | None:
+    """The command as typed (for the dataset's meta), when run from the shell."""
+    if len(sys.argv) > 1 and sys.argv[1] in main.commands:
+        return "sketchprep " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return None
+
+
+def _print_outputs(collected, outputs, as_json: bool, quiet: bool) -> None:
     if quiet:
         return
     if as_json:
@@ -143,23 +196,6 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
                                "problems": [str(p) for p in collected.report.problems]}, indent=2))
     else:
         click.echo(_summary(collected, outputs))
-
-
-def _write_by_word(collected, opts, out_dir, command):
-    from .convert import build_meta, make_splits
-    from .dataset import save_dataset
-
-    kept = collected.kept
-    outputs = []
-    for word in sorted(set(kept.labels.tolist())):
-        sub = kept.take(np.flatnonzero(kept.labels == word))
-        result = make_splits(sub, opts)
-        meta = build_meta(collected, result, opts, command)
-        meta["word"] = word
-        path = os.path.join(out_dir, f"{word}.npz")
-        save_dataset(path, result.splits, ids=result.ids, labels=None, meta=meta)
-        outputs.append((path, result, meta))
-    return outputs
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -201,5 +237,3 @@ def _summary(collected, outputs) -> str:
         lines += [f"  {p}" for p in report.problems]
     return "\n".join(lines)
 
-
-import numpy as np  # noqa: E402  (used by _write_by_word; numpy is imported by every command anyway)

@@ -76,6 +76,20 @@ class ConvertOptions:
         if len(self.split) != 3 or any(p < 0 for p in self.split) or sum(self.split) <= 0:
             raise OptionError("--split needs three non-negative parts, e.g. 0.9/0.05/0.05 or 70000/2500/2500")
 
+    def to_json(self) -> dict:
+        """The options that decide the output (not how it is computed: workers, strict), as JSON."""
+        d = asdict(self)
+        d["words"] = sorted(self.words) if self.words else None
+        del d["workers"], d["strict"]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ConvertOptions":
+        d = dict(d)
+        d["split"] = tuple(d["split"])
+        d["words"] = frozenset(d["words"]) if d.get("words") else None
+        return cls(**d)
+
 
 def parse_split(text: str) -> tuple[float, float, float]:
     """'0.9/0.05/0.05' or '70000/2500/2500' -> three numbers."""
@@ -533,13 +547,21 @@ class Collected:
     files: list[str]
 
 
-def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], None] | None = None) -> Collected:
-    """Read and process every input; return the kept sketches (not yet deduplicated or split)."""
+def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], None] | None = None,
+            shard: tuple[int, int] | None = None) -> Collected:
+    """Read and process every input; return the kept sketches (not yet deduplicated or split).
+
+    shard=(i, n) processes only the units of work (chunks of lines, groups of files) whose index is
+    i modulo n; the n shards of a run together process every unit exactly once.
+    """
     files = expand_inputs(inputs)
     report = ConvertReport()
     report.sources = {f: {"read": 0, "kept": 0} for f in files}
     parts: list[Kept] = []
-    for result in _run(_tasks(files, opts), opts):
+    tasks = _tasks(files, opts)
+    if shard is not None:
+        tasks = (t for k, t in enumerate(tasks) if k % shard[1] == shard[0])
+    for result in _run(tasks, opts):
         if opts.strict and result.problems:
             raise InputError(result.problems[0].message, path=result.problems[0].path, line=result.problems[0].line)
         parts.append(result.kept)
@@ -592,16 +614,12 @@ def build_meta(collected: Collected, result: SplitResult, opts: ConvertOptions, 
         dropped["split_rounding"] = result.rounding
     if result.not_selected:
         dropped["not_selected"] = result.not_selected
-    options = asdict(opts)
-    options["words"] = sorted(opts.words) if opts.words else None
-    options.pop("workers")
-    options.pop("strict")
     return {
         "tool": "sketchprep",
         "version": __version__,
         "command": command,
         "format": "stroke-3 int16 [dx, dy, p]; p=1: pen lifts after this point; first row: offset from the origin",
-        "options": options,
+        "options": opts.to_json(),
         "sources": [{"path": p, **c} for p, c in report.sources.items()],
         "read": report.read,
         "counts": result.counts,
@@ -612,9 +630,29 @@ def build_meta(collected: Collected, result: SplitResult, opts: ConvertOptions, 
     }
 
 
-def convert(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], None] | None = None,
-            command: str | None = None) -> tuple[Collected, SplitResult, dict]:
-    """Read, process, dedupe and split; returns what `write_dataset` needs plus the meta dict."""
-    collected = collect(inputs, opts, progress)
-    result = make_splits(collected.kept, opts)
-    return collected, result, build_meta(collected, result, opts, command)
+def write_outputs(collected: Collected, opts: ConvertOptions, out: str | None = None, by_word: str | None = None,
+                  command: str | None = None) -> list[tuple[str, SplitResult, dict]]:
+    """Dedupe, split and write OUT (or one DIR/<word>.npz per class); returns (path, split, meta) per file."""
+    from .dataset import save_dataset
+
+    if by_word is None:
+        result = make_splits(collected.kept, opts)
+        meta = build_meta(collected, result, opts, command)
+        save_dataset(out, result.splits, ids=result.ids, labels=result.labels, meta=meta)
+        return [(out, result, meta)]
+    kept = collected.kept
+    outputs = []
+    for word in sorted(set(kept.labels.tolist())):
+        result = make_splits(kept.take(np.flatnonzero(kept.labels == word)), opts)
+        meta = build_meta(collected, result, opts, command)
+        meta["word"] = word
+        path = os.path.join(by_word, f"{_safe_filename(word)}.npz")
+        save_dataset(path, result.splits, ids=result.ids, labels=None, meta=meta)
+        outputs.append((path, result, meta))
+    return outputs
+
+
+def _safe_filename(name: str) -> str:
+    """A class name as a file name (Quick, Draw! words are safe already; SVG folder names may not be)."""
+    cleaned = "".join(c if c.isalnum() or c in " -_.()" else "_" for c in name).strip(" .")
+    return cleaned or "unnamed"
