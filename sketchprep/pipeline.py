@@ -1,0 +1,289 @@
+"""Recipes: a small TOML file that rebuilds a dataset end to end, reproducibly.
+
+A recipe names its inputs and has one table per step, in this fixed order (a missing table is a
+skipped step): `convert`, `validate`, `stats`, `render`, `train`, `sample`. The keys of a table are
+the options of the `sketchprep` command of the same name (`max_len = 250` is `--max-len 250`, `true`
+is a flag, a list repeats the option); paths in a recipe are relative to the recipe file.
+
+```toml
+description = "what this recipe makes"
+[convert]
+inputs = ["../sketchprep/data/quickdraw_sample"]
+epsilon = 2.0
+[validate]
+[render]
+n = 36
+```
+
+`run` executes the steps in order as `sketchprep` subprocesses into an output folder, skips a step
+whose command line, inputs and earlier outputs have not changed since its last success (a
+fingerprint of paths, sizes and modification times, kept in `<out>/.pipeline-state.json`), stops at
+the first failing step with its error, and writes `<out>/report.md`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .dataset import atomic_output
+from .errors import OptionError, SketchprepError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+STEPS = ("convert", "validate", "stats", "render", "train", "sample")
+STATE_FILE = ".pipeline-state.json"
+REPORT_FILE = "report.md"
+
+
+class PipelineError(SketchprepError):
+    """A recipe that cannot be read or a step that failed."""
+
+
+@dataclass
+class Recipe:
+    path: Path
+    description: str
+    output: str | None
+    tables: dict[str, dict]
+
+
+def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str] = ()) -> Recipe:
+    """Read a recipe; `sets` are 'table.key=value' overrides (value parsed as TOML, else a string) and
+    `inputs` replaces `convert.inputs` (paths relative to the working directory)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise PipelineError(f"cannot read recipe: {e.strerror}", path=str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise PipelineError(f"not valid TOML: {e}", path=str(path)) from None
+    unknown = set(data) - set(STEPS) - {"description", "output"}
+    if unknown:
+        raise PipelineError(f"unknown table(s) {', '.join(sorted(unknown))}; steps are {', '.join(STEPS)}",
+                            path=str(path))
+    tables = {s: dict(data[s]) for s in STEPS if s in data}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        table, dot, option = key.strip().partition(".")
+        if not sep or not dot or table not in STEPS:
+            raise OptionError(f"--set {item!r}: expected STEP.OPTION=VALUE with STEP one of {', '.join(STEPS)}")
+        tables.setdefault(table, {})[option.strip()] = _parse_value(value.strip())
+    if inputs:
+        tables.setdefault("convert", {})["inputs"] = [str(Path(p).resolve()) for p in inputs]
+    if "convert" not in tables or not tables["convert"].get("inputs"):
+        raise PipelineError("the recipe needs [convert] with inputs = [...] (or give --input)", path=str(path))
+    return Recipe(path, data.get("description", ""), data.get("output"), tables)
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+@dataclass
+class Step:
+    """One step: the sketchprep command lines it runs, what it reads and what it writes."""
+
+    name: str
+    commands: list[list[str]]
+    inputs: list[Path]
+    outputs: list[Path]
+    stdout: Path | None = None
+
+
+def _options(table: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    args: list[str] = []
+    for key, value in table.items():
+        if key in skip:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list):
+            for v in value:
+                args += [flag, str(v)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def plan(recipe: Recipe, out: Path) -> list[Step]:
+    """The steps of a recipe with their command lines, for an output folder."""
+    here = recipe.path.parent
+    t = recipe.tables
+    conv = dict(t["convert"])
+    inputs = [(here / p).resolve() if not os.path.isabs(p) else Path(p) for p in conv.pop("inputs")]
+    by_word = conv.pop("by_word", False)
+    steps: list[Step] = []
+    if by_word:
+        datasets_dir = out / "datasets"
+        datasets_ref = [str(datasets_dir / "*.npz")]
+        convert = ["convert", *map(str, inputs), "--by-word", str(datasets_dir), *_options(conv)]
+        steps.append(Step("convert", [convert], inputs, [datasets_dir], out / "convert.txt"))
+    else:
+        dataset = out / "dataset.npz"
+        datasets_ref = [str(dataset)]
+        convert = ["convert", *map(str, inputs), str(dataset), *_options(conv)]
+        steps.append(Step("convert", [convert], inputs, [dataset], out / "convert.txt"))
+    produced = steps[0].outputs
+    if "validate" in t:
+        cmds = [["validate", d, *_options(t["validate"])] for d in datasets_ref]
+        steps.append(Step("validate", cmds, produced, [out / "validate.txt"], out / "validate.txt"))
+    if "stats" in t:
+        opts = dict(t["stats"])
+        plot = opts.pop("plot", False)
+        outs = [out / "stats.txt"] + ([out / "stats.png"] if plot else [])
+        cmds = [["stats", *datasets_ref, *_options(opts)] + (["--plot", str(out / "stats.png")] if plot else [])]
+        steps.append(Step("stats", cmds, produced, outs, out / "stats.txt"))
+    if "render" in t:
+        grid = out / "grid.png"
+        cmds = [["render", *datasets_ref, "-o", str(grid), *_options(t["render"])]]
+        steps.append(Step("render", cmds, produced, [grid], out / "render.txt"))
+    if "train" in t:
+        opts = dict(t["train"])
+        if "preset" in opts:
+            opts["preset"] = str((here / opts["preset"]).resolve())
+        run_dir = out / "run"
+        cmds = [["train", *datasets_ref, "--out", str(run_dir), *_options(opts)]]
+        steps.append(Step("train", cmds, produced, [run_dir], out / "train.txt"))
+    if "sample" in t:
+        if "train" not in t:
+            raise PipelineError("[sample] needs a [train] step", path=str(recipe.path))
+        samples = out / "samples.png"
+        cmds = [["sample", str(out / "run"), "-o", str(samples), *_options(t["sample"])]]
+        steps.append(Step("sample", cmds, [out / "run"], [samples], out / "sample.txt"))
+    return steps
+
+
+def _fingerprint(step: Step, out: Path) -> str:
+    """Hash of the step's command lines and of the paths, sizes and mtimes of everything it reads."""
+    h = hashlib.sha256()
+    h.update(__version__.encode())
+    for cmd in step.commands:
+        h.update(json.dumps(cmd).encode())
+    for p in step.inputs:
+        for f in _files(p):
+            st = f.stat()
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file())
+    return [path] if path.exists() else []
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # "ran", "skipped" or "failed"
+    seconds: float = 0.0
+    output: str = ""
+    error: str = ""
+    commands: list[list[str]] = field(default_factory=list)
+    pictures: list[Path] = field(default_factory=list)
+
+
+def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=None) -> list[StepResult]:
+    """Run a recipe's steps in order into `out`; raises PipelineError at the first failing step
+    (after writing the report)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    results: list[StepResult] = []
+    failure = None
+    for step in plan(recipe, out):
+        fp = _fingerprint(step, out)
+        if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
+            result = StepResult(step.name, "skipped", commands=step.commands,
+                                output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
+            result.pictures = [p for p in step.outputs if p.suffix == ".png"]
+        else:
+            state.pop(step.name, None)
+            result = _run_step(step)
+            result.pictures = [p for p in step.outputs if p.suffix == ".png"]
+            if result.status == "ran":
+                state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
+        results.append(result)
+        with atomic_output(state_path, "w") as f:
+            json.dump(state, f, indent=1)
+        if on_step is not None:
+            on_step(result)
+        if result.status == "failed":
+            failure = result
+            break
+    write_report(recipe, out, results)
+    if failure is not None:
+        raise PipelineError(f"step {failure.name!r} failed: {failure.error}")
+    return results
+
+
+def _run_step(step: Step) -> StepResult:
+    start = time.perf_counter()
+    outputs = []
+    for cmd in step.commands:
+        cmd = _expand_globs(cmd)
+        proc = subprocess.run([sys.executable, "-m", "sketchprep", *cmd], capture_output=True, text=True)
+        outputs.append(proc.stdout)
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+            errors = [ln for ln in lines if ln.startswith("Error")] or lines[-1:] or [f"exit code {proc.returncode}"]
+            if step.stdout:
+                step.stdout.write_text("".join(outputs))
+            error = errors[-1].removeprefix("Error: ")
+            return StepResult(step.name, "failed", time.perf_counter() - start, "".join(outputs), error,
+                              step.commands)
+    text = "".join(outputs)
+    if step.stdout:
+        with atomic_output(step.stdout, "w") as f:
+            f.write(text)
+    return StepResult(step.name, "ran", time.perf_counter() - start, text, "", step.commands)
+
+
+def _expand_globs(cmd: list[str]) -> list[str]:
+    out = []
+    for a in cmd:
+        if "*" in a:
+            out += sorted(str(p) for p in Path(a).parent.glob(Path(a).name)) or [a]
+        else:
+            out.append(a)
+    return out
+
+
+def write_report(recipe: Recipe, out: Path, results: list[StepResult]) -> None:
+    """`<out>/report.md`: what each step did, its output, and the pictures it made."""
+    lines = [f"# {recipe.path.stem}", ""]
+    if recipe.description:
+        lines += [recipe.description, ""]
+    lines += [f"Recipe `{recipe.path}`, sketchprep {__version__}, {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
+              "| step | status | seconds |", "|---|---|---|"]
+    lines += [f"| {r.name} | {r.status} | {r.seconds:.1f} |" for r in results]
+    for r in results:
+        lines += ["", f"## {r.name} ({r.status})", ""]
+        lines += [f"    sketchprep {' '.join(shlex.quote(a) for a in c)}" for c in r.commands]
+        if r.output.strip():
+            lines += ["", "```", r.output.rstrip(), "```"]
+        if r.error:
+            lines += ["", f"**Error:** {r.error}"]
+        for png in r.pictures:
+            if png.exists():
+                lines += ["", f"![{png.stem}]({os.path.relpath(png, out)})"]
+    with atomic_output(out / REPORT_FILE, "w") as f:
+        f.write("\n".join(lines) + "\n")
