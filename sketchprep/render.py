@@ -207,3 +207,133 @@ def save_grid(sketches: list[np.ndarray], path: str | os.PathLike, *, columns: i
         img = grid_png(grid, color_by_stroke, line_width)
         with atomic_output(path) as f:
             img.save(f, format="PNG")
+
+
+# ---------------------------------------------------------------------------------------------------
+# `sketchprep render`: pick drawings from a dataset or from raw inputs and draw them
+
+
+@dataclass
+class RenderResult:
+    """What `render_grid` drew: `indices` into the `available` drawings of `source`."""
+
+    path: str
+    source: str
+    available: int
+    indices: list[int]
+    compare: float | None
+
+
+def choose(available: int, n: int, seed: int, indices: list[int] | None = None) -> np.ndarray:
+    """Indices to draw: the given ones (checked), else min(n, available) distinct ones drawn with `seed`, ascending."""
+    if indices:
+        bad = [i for i in indices if not -available <= i < available]
+        if bad:
+            raise OptionError(f"--index {bad[0]} is out of range: there are {available} drawings (0..{available - 1})")
+        return np.array([i % available for i in indices], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(available, size=min(n, available), replace=False))
+
+
+def render_grid(inputs: list[str], output: str, *, split: str | None = None, n: int = 64, seed: int = 0,
+                indices: list[int] | None = None, compare: float | None = None, opts=None,
+                columns: int | None = None, cell: float = 128.0, color_by_stroke: bool = False,
+                labels: bool = False, progress=None) -> RenderResult:
+    """Draw `n` sketches (or those at `indices`) of one `.npz` split, or of raw inputs as `convert` with
+    `opts` (a ConvertOptions) would keep them, into `output` (.svg or .png).
+
+    `compare=EPS`: each drawing beside its RDP simplification at EPS, labelled with both point counts.
+    For raw inputs the left one is the drawing before RDP (normalised, resampled, rounded); for a
+    `.npz` it is the stored sketch and the right one is it simplified in its own units (not rounded).
+    """
+    from .convert import ConvertOptions
+    from .stats import npz_input
+
+    opts = opts if opts is not None else ConvertOptions()
+    path = npz_input(inputs)
+    if path is None and split is not None:
+        raise OptionError("--split applies to a DATA.npz input, not to raw drawings")
+    if compare is not None and compare <= 0:
+        raise OptionError("--compare needs an epsilon > 0")
+    if path is not None:
+        originals, names, source = _npz_sketches(path, split or "test")
+        chosen = choose(len(originals), n, seed, indices)
+        left = [np.asarray(originals[i]) for i in chosen]
+        right = _simplify_in_place(left, compare, opts.distance) if compare is not None else None
+    else:
+        originals, names, source, right_all = _input_sketches(inputs, opts, compare, progress)
+        chosen = choose(len(originals), n, seed, indices)
+        left = [originals[i] for i in chosen]
+        right = [right_all[i] for i in chosen] if compare is not None else None
+    texts = None
+    if labels or compare is not None:
+        texts = [f"{i}" + (f" {names[i]}" if names is not None else "") + f": {len(s)} pts"
+                 for i, s in zip(chosen, left)]
+    if compare is None:
+        save_grid(left, output, columns=columns, cell=cell, color_by_stroke=color_by_stroke, labels=texts)
+    else:
+        pairs = [s for pair in zip(left, right) for s in pair]
+        pair_texts = []
+        for text, s in zip(texts, right):
+            over = " (over --max-len)" if len(s) > opts.max_len else ""
+            pair_texts += [text, f"eps {compare:g}: {len(s)} pts{over}"]
+        if columns is None:
+            columns = math.ceil(math.sqrt(len(pairs)))
+        columns += columns % 2  # a drawing and its simplification share a row
+        save_grid(pairs, output, columns=columns, cell=cell, color_by_stroke=color_by_stroke, labels=pair_texts)
+    return RenderResult(str(output), source, len(originals), [int(i) for i in chosen], compare)
+
+
+def _npz_sketches(path: str, split: str):
+    from .dataset import load_dataset
+
+    ds = load_dataset(path)
+    sketches = ds.splits[split]
+    names = None
+    if split in ds.labels and ds.classes:
+        names = [ds.classes[i] if 0 <= i < len(ds.classes) else f"#{i}" for i in np.asarray(ds.labels[split])]
+    return sketches, names, f"the {split} split of {path}"
+
+
+def _input_sketches(inputs: list[str], opts, compare: float | None, progress):
+    """Raw inputs through the converter: the kept sketches (or, with compare, every drawing before RDP and
+    at epsilon `compare`, matched by position in the input stream)."""
+    from dataclasses import replace
+
+    from .convert import collect
+    from .stats import NO_LIMIT
+
+    if compare is None:
+        kept = collect(inputs, opts, progress).kept
+        sketches = [kept.sketch(i) for i in range(kept.n)]
+        labelled = len(set(kept.labels.tolist())) > 1
+        return sketches, kept.labels.tolist() if labelled else None, "the input drawings as convert keeps them", None
+    unlimited = replace(opts, max_len=NO_LIMIT, fit=False)
+    before = collect(inputs, replace(unlimited, epsilon=0.0), progress).kept
+    after = collect(inputs, replace(unlimited, epsilon=compare)).kept
+    _, ib, ia = np.intersect1d(before.order, after.order, return_indices=True)
+    labelled = len(set(before.labels.tolist())) > 1
+    names = before.labels[ib].tolist() if labelled else None
+    return ([before.sketch(i) for i in ib], names, "the input drawings (before RDP)", [after.sketch(i) for i in ia])
+
+
+def _simplify_in_place(sketches: list[np.ndarray], epsilon: float, distance: str) -> list[np.ndarray]:
+    """RDP each stroke-3 sketch at `epsilon` in its own units; float stroke-3 out (a stored sketch is not
+    re-rounded, so float datasets show the simplification alone). Empty sketches stay empty."""
+    from .simplify import simplify_flat
+    from .strokes import flatten
+
+    out = [np.zeros((0, 3)) for _ in sketches]
+    todo = [i for i, s in enumerate(sketches) if len(s)]
+    if not todo:
+        return out
+    flat = simplify_flat(flatten([stroke3_to_polylines(sketches[i]) for i in todo]), epsilon, distance)
+    # strokes.polylines_to_stroke3 rounds to int16; here the points are differenced as they are
+    for j, i in enumerate(todo):
+        strokes = flat.drawing(j)
+        points = np.concatenate(strokes)
+        rows = np.zeros((len(points), 3))
+        rows[:, :2] = np.diff(points, axis=0, prepend=np.zeros((1, 2)))
+        rows[np.cumsum([len(s) for s in strokes]) - 1, 2] = 1
+        out[i] = rows
+    return out

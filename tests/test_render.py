@@ -120,3 +120,101 @@ def test_unknown_extension_is_refused_and_nothing_is_left(tmp_path):
     with pytest.raises(OptionError, match=r"\.svg or \.png"):
         save_grid([SQUARE], tmp_path / "g.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# choosing drawings and the `render` command
+
+from click.testing import CliRunner  # noqa: E402
+
+from sketchprep.cli import main  # noqa: E402
+from sketchprep.convert import ConvertOptions, collect  # noqa: E402
+from sketchprep.dataset import save_dataset  # noqa: E402
+from sketchprep.render import _simplify_in_place, choose, render_grid  # noqa: E402
+from sketchprep.strokes import stroke3_to_polylines  # noqa: E402
+
+from conftest import SAMPLE, shared_data  # noqa: E402
+
+
+def test_choose_is_seeded_distinct_and_checks_indices():
+    a = choose(300, 64, seed=1)
+    assert len(set(a.tolist())) == 64 and (np.diff(a) > 0).all() and a.max() < 300
+    assert choose(300, 64, seed=1).tolist() == a.tolist() and choose(300, 64, seed=2).tolist() != a.tolist()
+    assert choose(5, 64, seed=0).tolist() == [0, 1, 2, 3, 4]
+    assert choose(10, 3, seed=0, indices=[7, -1]).tolist() == [7, 9]
+    with pytest.raises(OptionError, match="--index 10 is out of range"):
+        choose(10, 3, seed=0, indices=[10])
+
+
+def test_simplify_in_place_keeps_stroke_ends_and_float_values():
+    zigzag = np.array([[0.5, 0, 0], [10, 0.25, 0], [10, -0.25, 0], [10, 0, 1], [3.25, 3, 1]])
+    (out,) = _simplify_in_place([zigzag], 1.0, "line")
+    polylines = stroke3_to_polylines(out)
+    assert [p.tolist() for p in polylines] == [[[0.5, 0], [30.5, 0]], [[33.75, 3]]]
+    assert _simplify_in_place([np.zeros((0, 3))], 1.0, "line")[0].shape == (0, 3)
+
+
+def _tiny_dataset(path):
+    square = SQUARE
+    sketches = [square * (k + 1) for k in range(6)]
+    save_dataset(path, {"train": sketches, "valid": sketches[:2], "test": sketches[:3]},
+                 labels={"train": np.arange(6) % 2, "valid": np.zeros(2), "test": np.zeros(3)},
+                 meta={"classes": ["cat", "dog"]})
+    return str(path)
+
+
+def test_render_grid_from_npz_draws_the_chosen_split(tmp_path):
+    data = _tiny_dataset(tmp_path / "d.npz")
+    result = render_grid([data], str(tmp_path / "g.svg"), split="train", n=4, seed=0, labels=True)
+    assert result.available == 6 and len(result.indices) == 4 and "train split" in result.source
+    texts = [el.text for el in ET.parse(tmp_path / "g.svg").getroot().iter() if el.tag.endswith("text")]
+    assert texts == [f"{i} {['cat', 'dog'][i % 2]}: 5 pts" for i in result.indices]
+    assert len(_svg_paths(tmp_path / "g.svg")) == 4
+
+
+def test_cli_render_png_and_its_usage_errors(tmp_path):
+    data = _tiny_dataset(tmp_path / "d.npz")
+    runner = CliRunner()
+    out = tmp_path / "g.png"
+    result = runner.invoke(main, ["render", data, "-o", str(out), "--index", "0,2", "--index", "1", "--columns", "3",
+                                  "--cell", "50"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"wrote {out}: 3 of 3 drawings of the test split of {data}\n"
+    img = np.asarray(Image.open(out).convert("L"))
+    assert img.shape == (50, 150)
+    for k in range(3):  # every cell holds its square: ink on its left side, paper in its middle
+        cell = img[:, 50 * k:50 * (k + 1)]
+        assert cell[10:40, 3:6].min() < 128 and cell[25, 25] == 255
+    assert runner.invoke(main, ["render", data, "-o", str(tmp_path / "x.png"), "--index", "3"]).exit_code == 2
+    assert runner.invoke(main, ["render", data, "-o", str(tmp_path / "x.jpg")]).exit_code == 2
+    assert runner.invoke(main, ["render", data, "-o", str(tmp_path / "x.png"), "--index", "a"]).exit_code == 2
+    assert runner.invoke(main, ["render", data, "-o", str(tmp_path / "x.png"), "--size", "100"]).exit_code == 2
+    assert runner.invoke(main, ["render", str(SAMPLE), "-o", str(tmp_path / "x.png"), "--split", "test"]).exit_code == 2
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_render_raw_inputs_draws_what_convert_keeps(tmp_path):
+    inputs = [str(shared_data("quickdraw_raw_ndjson", "axe.ndjson"))]
+    opts = ConvertOptions(epsilon=2.0, max_len=60)
+    result = render_grid(inputs, str(tmp_path / "g.svg"), n=5, seed=3, opts=opts)
+    kept = collect(inputs, opts).kept
+    assert result.available == kept.n
+    # the drawn paths are the kept sketches chosen: same number of strokes, in the same order
+    paths = _svg_paths(tmp_path / "g.svg")
+    for el, i in zip(paths, result.indices):
+        assert el.get("d").count("M") == len(stroke3_to_polylines(kept.sketch(i)))
+
+
+def test_cli_render_compare_on_raw_input(tmp_path):
+    inputs = str(shared_data("quickdraw_raw_ndjson", "cactus.ndjson"))
+    out = tmp_path / "cmp.svg"
+    result = CliRunner().invoke(main, ["render", inputs, "-o", str(out), "-n", "3", "--compare", "4"])
+    assert result.exit_code == 0, result.output
+    texts = [el.text for el in ET.parse(out).getroot().iter() if el.tag.endswith("text")]
+    assert len(texts) == 6
+    for before, after in zip(texts[::2], texts[1::2]):
+        n_before = int(before.split(": ")[1].split()[0])
+        n_after = int(after.split(": ")[1].split()[0])
+        assert after.startswith("eps 4: ") and n_after < n_before
+    grid = ET.parse(out).getroot()
+    assert float(grid.get("width")) == 4 * 128  # 6 cells: ceil(sqrt(6)) = 3 columns, made even so pairs share a row
