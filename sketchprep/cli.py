@@ -419,7 +419,7 @@ def render(ctx, inputs, output, split, count, seed, indices, columns, cell, colo
                              labels=labels, progress=bar.update)
     if not quiet:
         pairs = f" beside their simplification at epsilon {compare:g}" if compare is not None else ""
-        click.echo(f"wrote {result.path}: {len(result.indices)} of {result.available} drawings of {result.source}{pairs}")
+        click.echo(f"wrote {result.path}: {len(result.indices)} of {result.available} drawings {result.source}{pairs}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -292,7 +292,7 @@ def _npz_sketches(path: str, split: str):
     names = None
     if split in ds.labels and ds.classes:
         names = [ds.classes[i] if 0 <= i < len(ds.classes) else f"#{i}" for i in np.asarray(ds.labels[split])]
-    return sketches, names, f"the {split} split of {path}"
+    return sketches, names, f"from the {split} split of {path}"
 
 
 def _input_sketches(inputs: list[str], opts, compare: float | None, progress):
@@ -307,14 +307,16 @@ def _input_sketches(inputs: list[str], opts, compare: float | None, progress):
         kept = collect(inputs, opts, progress).kept
         sketches = [kept.sketch(i) for i in range(kept.n)]
         labelled = len(set(kept.labels.tolist())) > 1
-        return sketches, kept.labels.tolist() if labelled else None, "the input drawings as convert keeps them", None
+        return sketches, kept.labels.tolist() if labelled else None, "from the inputs, as convert keeps them", None
+    if "-" in inputs:
+        raise OptionError("--compare reads the inputs twice, and '-' (stdin) can be read only once: save it to a file")
     unlimited = replace(opts, max_len=NO_LIMIT, fit=False)
     before = collect(inputs, replace(unlimited, epsilon=0.0), progress).kept
     after = collect(inputs, replace(unlimited, epsilon=compare)).kept
     _, ib, ia = np.intersect1d(before.order, after.order, return_indices=True)
     labelled = len(set(before.labels.tolist())) > 1
     names = before.labels[ib].tolist() if labelled else None
-    return ([before.sketch(i) for i in ib], names, "the input drawings (before RDP)", [after.sketch(i) for i in ia])
+    return ([before.sketch(i) for i in ib], names, "from the inputs", [after.sketch(i) for i in ia])
 
 
 def _simplify_in_place(sketches: list[np.ndarray], epsilon: float, distance: str) -> list[np.ndarray]:

@@ -215,6 +215,8 @@ def input_stats(inputs: list[str], opts, progress: Callable[[int], None] | None 
     """
     from .convert import collect, dedupe
 
+    if "-" in inputs:
+        raise OptionError("stats reads raw inputs more than once, and '-' (stdin) can be read only once: save it to a file")
     unlimited = replace(opts, max_len=NO_LIMIT, fit=False)
     simplified = collect(inputs, unlimited, progress)
     everything = simplified.kept

@@ -179,7 +179,7 @@ def test_cli_render_png_and_its_usage_errors(tmp_path):
     result = runner.invoke(main, ["render", data, "-o", str(out), "--index", "0,2", "--index", "1", "--columns", "3",
                                   "--cell", "50"])
     assert result.exit_code == 0, result.output
-    assert result.output == f"wrote {out}: 3 of 3 drawings of the test split of {data}\n"
+    assert result.output == f"wrote {out}: 3 of 3 drawings from the test split of {data}\n"
     img = np.asarray(Image.open(out).convert("L"))
     assert img.shape == (50, 150)
     for k in range(3):  # every cell holds its square: ink on its left side, paper in its middle
@@ -218,3 +218,9 @@ def test_cli_render_compare_on_raw_input(tmp_path):
         assert after.startswith("eps 4: ") and n_after < n_before
     grid = ET.parse(out).getroot()
     assert float(grid.get("width")) == 4 * 128  # 6 cells: ceil(sqrt(6)) = 3 columns, made even so pairs share a row
+
+
+def test_compare_refuses_stdin_which_it_would_read_twice(tmp_path):
+    result = CliRunner().invoke(main, ["render", "-", "-o", str(tmp_path / "g.svg"), "--compare", "2"],
+                                input='{"word": "a", "drawing": [[[0, 5], [0, 5]]]}\n')
+    assert result.exit_code == 2 and "stdin" in result.output

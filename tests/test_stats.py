@@ -236,3 +236,8 @@ def test_cli_stats_on_the_bundled_sample():
                           "--size 255 --max-len 100`")
     assert "RDP at epsilon 1.5 removed" in out and "scale factor (kept)" in out
     assert "underwear" in out  # classes are listed
+
+
+def test_stdin_is_refused_because_stats_reads_inputs_twice():
+    result = CliRunner().invoke(main, ["stats", "-"], input='{"word": "a", "drawing": [[[0, 5], [0, 5]]]}\n')
+    assert result.exit_code == 2 and "stdin" in result.output
