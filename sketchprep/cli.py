@@ -286,7 +286,7 @@ def _raw_input_options(fn):
         click.option("--distance", type=click.Choice(["line", "segment"]), default="line",
                      help="Raw inputs: RDP distance, as in convert."),
         click.option("--max-len", type=click.IntRange(min=1), default=250,
-                     help="Raw inputs: longest sketch convert keeps (render --compare marks longer ones)."),
+                     help="Raw inputs: longest sketch convert keeps, in stroke-3 rows."),
         click.option("--size", type=click.FloatRange(min=0), default=255.0,
                      help="Raw inputs: larger extent of each drawing after normalising, as in convert."),
         click.option("--fit", is_flag=True, help="Raw inputs: re-simplify too-long sketches, as convert --fit."),

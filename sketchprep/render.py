@@ -275,7 +275,7 @@ def render_grid(inputs: list[str], output: str, *, split: str | None = None, n: 
         pairs = [s for pair in zip(left, right) for s in pair]
         pair_texts = []
         for text, s in zip(texts, right):
-            over = " (over --max-len)" if len(s) > opts.max_len else ""
+            over = " (over --max-len)" if path is None and len(s) > opts.max_len else ""
             pair_texts += [text, f"eps {compare:g}: {len(s)} pts{over}"]
         if columns is None:
             columns = math.ceil(math.sqrt(len(pairs)))
