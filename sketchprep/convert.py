@@ -266,8 +266,8 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
     kept_lengths = lengths[keep]
     rows = s3.rows[_ranges(s3.row_offsets[keep], kept_lengths)]
     row_offsets = _offsets(kept_lengths)
-    ids = np.array(batch.ids, dtype=str)[keep] if n else np.zeros(0, "<U1")
-    labels = np.array([lb if lb is not None else "" for lb in batch.labels], dtype=str)[keep] if n else np.zeros(0, "<U1")
+    ids = np.asarray(batch.ids, dtype=str)[keep] if n else np.zeros(0, "<U1")
+    labels = np.asarray(batch.labels, dtype=str)[keep] if n else np.zeros(0, "<U1")
     kept = Kept(rows, row_offsets, ids, labels, batch.order[keep], sketch_hashes(rows, row_offsets))
     source_counts = _source_counts(batch, keep)
     return ChunkResult(kept, dropped, problems, batch.filtered, batch.read, fitted, source_counts)

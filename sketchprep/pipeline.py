@@ -95,13 +95,18 @@ def _parse_value(text: str):
 
 @dataclass
 class Step:
-    """One step: the sketchprep command lines it runs, what it reads and what it writes."""
+    """One step: the sketchprep command lines it runs, what it reads and what it writes.
+
+    With `each` (a glob), every command runs once per matching file, with `{each}` replaced by the
+    file and `{stem}` by its name without extension (one dataset per class after `--by-word`).
+    """
 
     name: str
     commands: list[list[str]]
     inputs: list[Path]
     outputs: list[Path]
     stdout: Path | None = None
+    each: str | None = None
 
 
 def _options(table: dict, skip: tuple[str, ...] = ()) -> list[str]:
@@ -109,7 +114,7 @@ def _options(table: dict, skip: tuple[str, ...] = ()) -> list[str]:
     for key, value in table.items():
         if key in skip:
             continue
-        flag = "--" + key.replace("_", "-")
+        flag = ("-" if len(key) == 1 else "--") + key.replace("_", "-")
         if value is True:
             args.append(flag)
         elif value is False or value is None:
@@ -141,19 +146,22 @@ def plan(recipe: Recipe, out: Path) -> list[Step]:
         convert = ["convert", *map(str, inputs), str(dataset), *_options(conv)]
         steps.append(Step("convert", [convert], inputs, [dataset], out / "convert.txt"))
     produced = steps[0].outputs
+    each = datasets_ref[0] if by_word else None
+    one = "{each}" if by_word else datasets_ref[0]
     if "validate" in t:
-        cmds = [["validate", d, *_options(t["validate"])] for d in datasets_ref]
-        steps.append(Step("validate", cmds, produced, [out / "validate.txt"], out / "validate.txt"))
+        cmds = [["validate", one, *_options(t["validate"])]]
+        steps.append(Step("validate", cmds, produced, [out / "validate.txt"], out / "validate.txt", each))
     if "stats" in t:
         opts = dict(t["stats"])
         plot = opts.pop("plot", False)
-        outs = [out / "stats.txt"] + ([out / "stats.png"] if plot else [])
-        cmds = [["stats", *datasets_ref, *_options(opts)] + (["--plot", str(out / "stats.png")] if plot else [])]
-        steps.append(Step("stats", cmds, produced, outs, out / "stats.txt"))
+        png = out / ("stats-{stem}.png" if by_word else "stats.png")
+        outs = [out / "stats.txt"] + ([png] if plot and not by_word else [])
+        cmds = [["stats", one, *_options(opts)] + (["--plot", str(png)] if plot else [])]
+        steps.append(Step("stats", cmds, produced, outs, out / "stats.txt", each))
     if "render" in t:
-        grid = out / "grid.png"
-        cmds = [["render", *datasets_ref, "-o", str(grid), *_options(t["render"])]]
-        steps.append(Step("render", cmds, produced, [grid], out / "render.txt"))
+        grid = out / "grids" / "{stem}.png" if by_word else out / "grid.png"
+        cmds = [["render", one, "-o", str(grid), *_options(t["render"])]]
+        steps.append(Step("render", cmds, produced, [grid.parent if by_word else grid], out / "render.txt", each))
     if "train" in t:
         opts = dict(t["train"])
         if "preset" in opts:
@@ -214,11 +222,11 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
         if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
             result = StepResult(step.name, "skipped", commands=step.commands,
                                 output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
-            result.pictures = [p for p in step.outputs if p.suffix == ".png"]
+            result.pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
         else:
             state.pop(step.name, None)
             result = _run_step(step)
-            result.pictures = [p for p in step.outputs if p.suffix == ".png"]
+            result.pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
             if result.status == "ran":
                 state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
         results.append(result)
@@ -238,8 +246,9 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
 def _run_step(step: Step) -> StepResult:
     start = time.perf_counter()
     outputs = []
-    for cmd in step.commands:
-        cmd = _expand_globs(cmd)
+    for cmd in _command_lines(step):
+        if step.each:
+            outputs.append(f"== {cmd[1]}\n")
         proc = subprocess.run([sys.executable, "-m", "sketchprep", *cmd], capture_output=True, text=True)
         outputs.append(proc.stdout)
         if proc.returncode != 0:
@@ -257,14 +266,20 @@ def _run_step(step: Step) -> StepResult:
     return StepResult(step.name, "ran", time.perf_counter() - start, text, "", step.commands)
 
 
-def _expand_globs(cmd: list[str]) -> list[str]:
-    out = []
-    for a in cmd:
-        if "*" in a:
-            out += sorted(str(p) for p in Path(a).parent.glob(Path(a).name)) or [a]
-        else:
-            out.append(a)
-    return out
+def _command_lines(step: Step) -> list[list[str]]:
+    """The step's commands with globs expanded, once per file of `each`."""
+    def expand(cmd):
+        out = []
+        for a in cmd:
+            matches = sorted(str(p) for p in Path(a).parent.glob(Path(a).name)) if "*" in a else []
+            out += matches or [a]
+        return out
+
+    if not step.each:
+        return [expand(c) for c in step.commands]
+    files = sorted(Path(step.each).parent.glob(Path(step.each).name))
+    return [[a.replace("{each}", str(f)).replace("{stem}", f.stem) for a in cmd] for f in files
+            for cmd in step.commands]
 
 
 def write_report(recipe: Recipe, out: Path, results: list[StepResult]) -> None:
@@ -283,7 +298,12 @@ def write_report(recipe: Recipe, out: Path, results: list[StepResult]) -> None:
         if r.error:
             lines += ["", f"**Error:** {r.error}"]
         for png in r.pictures:
-            if png.exists():
+            if png.is_dir():
+                pngs = sorted(png.glob("*.png"))
+                lines += ["", f"{len(pngs)} pictures in `{os.path.relpath(png, out)}/`"]
+                for p in pngs[:6]:
+                    lines += ["", f"![{p.stem}]({os.path.relpath(p, out)})"]
+            elif png.exists():
                 lines += ["", f"![{png.stem}]({os.path.relpath(png, out)})"]
     with atomic_output(out / REPORT_FILE, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -155,8 +155,8 @@ def point_to_drawing(flat: FlatDrawings) -> np.ndarray:
 def normalize_flat(flat: FlatDrawings, size: float) -> FlatDrawings:
     """Align each drawing's minimum to 0 and scale it uniformly so its larger extent is `size`.
 
-    `size=0` aligns without scaling (source units). A drawing with zero extent (a single point) is
-    only aligned.
+    `size=0` aligns without scaling (source units). A drawing with zero extent (a single point, or an
+    extent so small that size / extent overflows) is only aligned.
     """
     if flat.n_drawings == 0:
         return flat
@@ -164,10 +164,12 @@ def normalize_flat(flat: FlatDrawings, size: float) -> FlatDrawings:
     lo = np.minimum.reduceat(flat.points, starts, axis=0)
     hi = np.maximum.reduceat(flat.points, starts, axis=0)
     extent = (hi - lo).max(axis=1)
+    scale = np.ones(len(extent))
     if size > 0:
-        scale = np.where(extent > 0, size / np.where(extent > 0, extent, 1.0), 1.0)
-    else:
-        scale = np.ones(len(extent))
+        with np.errstate(divide="ignore", over="ignore"):
+            ratio = size / extent
+        usable = (extent > 0) & np.isfinite(ratio)  # an extent too small to invert is a dot
+        scale[usable] = ratio[usable]
     owner = point_to_drawing(flat)
     points = (flat.points - lo[owner]) * scale[owner, None]
     return FlatDrawings(points, flat.stroke_offsets, flat.drawing_offsets)
@@ -207,34 +209,40 @@ def flat_to_stroke3(flat: FlatDrawings, keep_repeats: np.ndarray | None = None) 
     so data that is already integer (Google's simplified drawings, which have two-point dots) passes
     through unchanged.
     """
-    q = np.rint(flat.points)
+    pts = flat.points
+    integral = pts.dtype.kind in "iu"
+    q = pts if integral else np.rint(pts)
     n = len(q)
     so = flat.stroke_offsets
     keep = np.ones(n, dtype=bool)
     if n > 1:
-        keep[1:] = (q[1:] != q[:-1]).any(axis=1)
+        qx, qy = q[:, 0], q[:, 1]
+        np.not_equal(qx[1:], qx[:-1], out=keep[1:])
+        keep[1:] |= qy[1:] != qy[:-1]
     if keep_repeats is not None and keep_repeats.any():
         keep[np.repeat(keep_repeats, np.diff(flat.point_offsets()))] = True
     keep[so[:-1]] = True  # the first point of every stroke stays
-    kept_per_stroke = np.add.reduceat(keep, so[:-1]) if n else np.zeros(0, dtype=np.int64)
-    new_so = _offsets(kept_per_stroke)
-    qk = q[keep]
+    all_kept = bool(keep.all())
+    kept_per_stroke = np.diff(so) if all_kept else (np.add.reduceat(keep, so[:-1]) if n else np.zeros(0, np.int64))
+    new_so = so if all_kept else _offsets(kept_per_stroke)
+    qk = q if all_kept else q[keep]
     row_offsets = new_so[flat.drawing_offsets]
-    deltas = np.empty_like(qk)
-    if len(qk):
-        deltas[0] = qk[0]
-        deltas[1:] = qk[1:] - qk[:-1]
-        firsts = row_offsets[:-1]
-        deltas[firsts] = qk[firsts]  # first row of every drawing: offset from the origin
-    too_big = np.abs(deltas).max(axis=1) > INT16_MAX if len(qk) else np.zeros(0, dtype=bool)
+    m = len(qk)
+    rows = np.zeros((m, 3), dtype=np.int16)
     overflow = np.zeros(flat.n_drawings, dtype=bool)
-    if too_big.any():
-        owner = np.repeat(np.arange(flat.n_drawings), np.diff(row_offsets))
-        overflow[np.unique(owner[too_big])] = True
-        deltas[too_big] = 0
-    rows = np.zeros((len(qk), 3), dtype=np.int16)
-    rows[:, :2] = deltas
-    rows[new_so[1:] - 1, 2] = 1
+    if m:
+        deltas = np.empty((m, 2), dtype=np.int64)
+        deltas[0] = qk[0]
+        np.subtract(qk[1:], qk[:-1], out=deltas[1:], casting="unsafe")
+        firsts = row_offsets[:-1][row_offsets[:-1] < m]
+        deltas[firsts] = qk[firsts]  # first row of every drawing: offset from the origin
+        if np.abs(deltas).max() > INT16_MAX:
+            too_big = (np.abs(deltas) > INT16_MAX).any(axis=1)
+            owner = np.repeat(np.arange(flat.n_drawings), np.diff(row_offsets))
+            overflow[np.unique(owner[too_big])] = True
+            deltas[too_big] = 0
+        rows[:, :2] = deltas
+        rows[new_so[1:] - 1, 2] = 1
     return Stroke3Batch(rows, row_offsets, overflow)
 
 

@@ -7,6 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines are small and shared: time limits per example would make property tests flaky.
+settings.register_profile("sketchprep", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sketchprep")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKETCHPREP_SHARED_DATA", REPO.parent / "shared" / "data"))

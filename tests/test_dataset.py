@@ -125,3 +125,11 @@ def test_float_sketches_and_3d_arrays_are_accepted(tmp_path):
             np.save(buf, same)
             z.writestr(f"{k}.npy", buf.getvalue())
     assert len(load_dataset(path).splits["train"]) == 3
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    path = tmp_path / "mode.npz"
+    save_dataset(path, {"train": [np.zeros((1, 3), np.int16)]})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -78,7 +78,8 @@ def test_options_and_input_override_become_command_lines(tmp_path):
     assert convert[:2] == ["convert", str(SAMPLE)]
     assert convert[2:] == ["--by-word", str(tmp_path / "o" / "datasets"), "--fit", "--word", "cat", "--word", "dog",
                            "--max-len", "200"]
-    assert steps[1].commands == [["validate", str(tmp_path / "o" / "datasets" / "*.npz")]]
+    assert steps[1].commands == [["validate", "{each}"]]
+    assert steps[1].each == str(tmp_path / "o" / "datasets" / "*.npz")
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "pipelines").glob("*.toml")), ids=lambda p: p.stem)

@@ -131,10 +131,12 @@ def test_normalize_aligns_and_scales(drawing, size):
     np.testing.assert_allclose(pts.min(axis=0), 0, atol=1e-9)
     extent = (pts.max(axis=0) - pts.min(axis=0)).max()
     src = np.concatenate(drawing)
-    if (src.max(axis=0) - src.min(axis=0)).max() > 0:
+    with np.errstate(divide="ignore", over="ignore"):
+        scalable = np.isfinite(size / (src.max(axis=0) - src.min(axis=0)).max())
+    if scalable:
         assert extent == pytest.approx(size)
-    else:
-        assert extent == 0
+    else:  # a dot, or too small to scale: only aligned
+        assert extent == (src.max(axis=0) - src.min(axis=0)).max()
 
 
 def test_normalize_size_zero_keeps_units():

@@ -36,15 +36,15 @@ class Problem:
 class SourceBatch:
     """Drawings read from one piece of input.
 
-    flat: the drawings' polylines (source units); kinds: (D,) uint8 KIND_*; ids: source ids;
-    labels: class names (or None); order: (D,) int64 position of each drawing in the input stream
+    flat: the drawings' polylines (source units); kinds: (D,) uint8 KIND_*; ids: (D,) unicode array of
+    source ids; labels: (D,) unicode array of class names; order: (D,) int64 position of each drawing in the input stream
     (input index * 2**32 + line or element), which decides which of two duplicates is kept.
     """
 
     flat: FlatDrawings
     kinds: np.ndarray
-    ids: list[str]
-    labels: list[str | None]
+    ids: np.ndarray
+    labels: np.ndarray
     order: np.ndarray
     problems: list[Problem] = field(default_factory=list)
     filtered: Counter = field(default_factory=Counter)

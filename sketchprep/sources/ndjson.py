@@ -6,6 +6,7 @@ may lack its newline.
 """
 from __future__ import annotations
 
+import gc
 import gzip
 import math
 import os
@@ -26,8 +27,8 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json is 3x slo
     _loads = json.loads
     _JSONError = ValueError
 
-from ..strokes import FlatDrawings, _offsets
-from . import KIND_RAW, KIND_SIMPLIFIED, Problem, SourceBatch, order_key
+from ..strokes import FlatDrawings, _offsets, _ranges
+from . import KIND_RAW, KIND_SIMPLIFIED, Problem, SourceBatch
 
 # Device pixels of real drawings are in the thousands; far beyond this is a broken record.
 MAX_ABS_COORDINATE = 1e6
@@ -55,117 +56,238 @@ def open_lines(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
-def iter_line_chunks(stream: BinaryIO, chunk_lines: int = 2000) -> Iterator[tuple[int, list[bytes], int]]:
-    """Yield (first line number (1-based), lines, bytes read so far)."""
-    lines: list[bytes] = []
+CHUNK_BYTES = 1 << 20
+
+
+def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, list[bytes], int]]:
+    """Yield (first line number (1-based), whole lines of about `chunk_bytes`, bytes read so far).
+
+    Chunks depend only on the stream's content, so every run (and every shard) cuts them alike.
+    """
     first = 1
-    n = 0
     nbytes = 0
-    for line in stream:
-        n += 1
-        nbytes += len(line)
-        lines.append(line)
-        if len(lines) >= chunk_lines:
-            yield first, lines, nbytes
-            first = n + 1
-            lines = []
-    if lines:
+    while True:
+        lines = stream.readlines(chunk_bytes)
+        if not lines:
+            return
+        nbytes += sum(map(len, lines))
         yield first, lines, nbytes
+        first += len(lines)
 
 
 def parse_lines(lines: list[bytes], path: str, first_line: int, input_index: int,
                 words: frozenset[str] | None = None, recognized_only: bool = False) -> SourceBatch:
-    """Parse ndjson lines into a `SourceBatch` (one drawing per line; blank lines are skipped)."""
+    """Parse ndjson lines into a `SourceBatch` (one drawing per line; blank lines are skipped).
+
+    Chunks in Google's own layout go through a columnar parser (awkward's JSON reader with a schema:
+    no Python object per number); any other chunk (another key_id type, a missing field, a malformed
+    line, a bad stroke) through the per-line parser, which finds and reports each bad line.
+    """
+    batch = _parse_columnar(lines, path, first_line, input_index, words, recognized_only)
+    if batch is None:
+        batch = _parse_per_line(lines, path, first_line, input_index, words, recognized_only)
+    return batch
+
+
+# Google's ndjson layout. awkward's reader needs every listed field in every line, in any order.
+# Coordinates must be integers: its float parsing is not correctly rounded (1 ulp off, unlike orjson),
+# so chunks with floats go through the per-line path and every chunk reads the same either way.
+_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "key_id": {"type": "string"},
+        "word": {"type": "string"},
+        "recognized": {"type": "boolean"},
+        "drawing": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}},
+    },
+    "required": ["key_id", "word", "recognized", "drawing"],
+}
+
+
+def _parse_columnar(lines, path, first_line, input_index, words, recognized_only) -> SourceBatch | None:
+    """The fast path: the whole chunk at once, or None when it is not entirely well-formed."""
+    try:
+        import awkward as ak
+    except ImportError:  # pragma: no cover - awkward is a dependency; the per-line path does the same work
+        return None
+    try:
+        records = ak.from_json(b"".join(lines), line_delimited=True, schema=_SCHEMA)
+    except (ValueError, TypeError):
+        return None
+    n = len(records)
+    line_index = np.arange(n, dtype=np.int64)
+    if n != len(lines):  # blank lines: map records back to their lines
+        line_index = np.array([i for i, line in enumerate(lines) if line.strip()], dtype=np.int64)
+        if len(line_index) != n:
+            return None
+    drawing = records["drawing"].layout
+    d_off = np.asarray(drawing.offsets.data, dtype=np.int64)      # drawing -> strokes
+    s_off = np.asarray(drawing.content.offsets.data, dtype=np.int64)  # stroke -> arrays
+    a_off = np.asarray(drawing.content.content.offsets.data, dtype=np.int64)  # array -> values
+    values = np.asarray(drawing.content.content.content.data)
+    d_off, s_off = d_off - d_off[0], s_off[d_off[0]:d_off[-1] + 1]
+    n_arrays = np.diff(s_off)
+    if not ((n_arrays == 2) | (n_arrays == 3)).all():
+        return None
+    x_start = a_off[s_off[:-1]]
+    n_points = a_off[s_off[:-1] + 1] - x_start
+    y_start = a_off[s_off[:-1] + 1]
+    same = a_off[s_off[:-1] + 2] - y_start == n_points
+    three = n_arrays == 3
+    if three.any():
+        t_arr = s_off[:-1][three] + 2
+        same[three] &= a_off[t_arr + 1] - a_off[t_arr] == n_points[three]
+    if not same.all():
+        return None
+    keep = np.ones(n, dtype=bool)
+    filtered: Counter = Counter()
+    word_list = ak.to_list(records["word"])
+    if words is not None:
+        wanted = np.fromiter((w in words for w in word_list), dtype=bool, count=n)
+        filtered["other_word"] = int((~wanted).sum())
+        keep &= wanted
+    if recognized_only:
+        recognized = np.asarray(ak.to_numpy(records["recognized"]), dtype=bool)
+        filtered["unrecognized"] = int((keep & ~recognized).sum())
+        keep &= recognized
+    filtered = +filtered
+    # drop empty strokes; a drawing left with no stroke is reported by the per-line path
+    stroke_owner = np.repeat(np.arange(n), np.diff(d_off))
+    nonempty = n_points > 0
+    strokes_per_drawing = np.bincount(stroke_owner[nonempty], minlength=n)
+    if (keep & (strokes_per_drawing == 0)).any():
+        return None
+    chosen = keep[stroke_owner] & nonempty
+    xi = _ranges(x_start[chosen], n_points[chosen])
+    points = np.empty((len(xi), 2), dtype=np.float64)
+    points[:, 0] = values[xi]
+    points[:, 1] = values[xi + np.repeat(y_start[chosen] - x_start[chosen], n_points[chosen])]
+    if len(points) and np.abs(points).max() > MAX_ABS_COORDINATE:
+        return None
+    raw = np.zeros(n, dtype=bool)
+    raw[stroke_owner[three]] = True
+    kept = np.flatnonzero(keep)
+    linenos = first_line + line_index[kept]
+    ids = np.asarray(ak.to_list(records["key_id"]), dtype=str)[kept] if n else np.zeros(0, "<U1")
+    labels = np.asarray(word_list, dtype=str)[kept] if n else np.zeros(0, "<U1")
+    flat = FlatDrawings(points, _offsets(n_points[chosen]), _offsets(strokes_per_drawing[kept]))
+    kinds = np.where(raw[kept], KIND_RAW, KIND_SIMPLIFIED).astype(np.uint8)
+    return SourceBatch(flat, kinds, ids, labels, (input_index << 32) | linenos, [], filtered, n,
+                       {input_index: path})
+
+
+def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index: int,
+                    words: frozenset[str] | None = None, recognized_only: bool = False) -> SourceBatch:
+    """Parse ndjson lines one by one (orjson), reporting each bad line.
+
+    The loop only does what valid lines need; a line that trips it is diagnosed afterwards by
+    `_diagnose` for a precise message.
+    """
     xs: list = []
     ys: list = []
     stroke_lens: list[int] = []
     n_strokes: list[int] = []
-    kinds: list[int] = []
-    ids: list[str] = []
-    labels: list[str | None] = []
-    order: list[int] = []
+    raw_lines: list[int] = []  # (repeated) indices of lines with [x, y, t] strokes
+    ids: list = []
+    labels: list = []
+    indices: list[int] = []  # of the lines that gave a drawing
     problems: list[Problem] = []
     filtered: Counter = Counter()
     read = 0
     fallback_label = class_name_from_path(path)
+    loads, json_error = _loads, _JSONError
+    add_len, add_count, add_index = stroke_lens.append, n_strokes.append, indices.append
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # no reference cycles are made here; the collector would rescan the growing lists
+    try:
+        for i, line in enumerate(lines):
+            try:
+                rec = loads(line)
+            except json_error as e:
+                if line.strip():
+                    read += 1
+                    problems.append(Problem("malformed_json", path, first_line + i, f"not valid JSON ({e})"))
+                continue
+            read += 1
+            mark = len(stroke_lens)
+            try:
+                word = rec.get("word")
+                if words is not None and word not in words:
+                    filtered["other_word"] += 1
+                    continue
+                if recognized_only and rec.get("recognized") is not True:
+                    filtered["unrecognized"] += 1
+                    continue
+                drawing = rec["drawing"]
+                if drawing.__class__ is not list:
+                    raise TypeError
+                for s in drawing:
+                    sx, sy = s[0], s[1]
+                    n = len(sx)
+                    if n != len(sy) or len(s) != 2:
+                        if n != len(sy) or len(s) != 3:
+                            raise TypeError
+                        raw_lines.append(i)
+                    if n:
+                        xs += sx
+                        ys += sy
+                        add_len(n)
+            except (TypeError, KeyError, IndexError, AttributeError, ValueError):
+                if len(stroke_lens) > mark:
+                    start = len(xs) - sum(stroke_lens[mark:])
+                    del xs[start:], ys[start:], stroke_lens[mark:]
+                problems.append(Problem("bad_drawing", path, first_line + i, _diagnose(rec)))
+                continue
+            count = len(stroke_lens) - mark
+            if not count:
+                problems.append(Problem("empty_drawing", path, first_line + i, "empty drawing (no points)"))
+                continue
+            add_count(count)
+            key = rec.get("key_id")
+            ids.append(key if key is not None else f"{path}:{first_line + i}")
+            labels.append(word if word.__class__ is str else fallback_label)
+            add_index(i)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
-    def bad(reason: str, lineno: int, message: str) -> None:
-        problems.append(Problem(reason, path, lineno, message))
-
-    for i, line in enumerate(lines):
-        lineno = first_line + i
-        if not line.strip():
-            continue
-        read += 1
-        try:
-            rec = _loads(line)
-        except _JSONError as e:
-            bad("malformed_json", lineno, f"not valid JSON ({e})")
-            continue
-        if not isinstance(rec, dict):
-            bad("bad_drawing", lineno, f"expected a JSON object, got {type(rec).__name__}")
-            continue
-        word = rec.get("word")
-        if words is not None and word not in words:
-            filtered["other_word"] += 1
-            continue
-        if recognized_only and rec.get("recognized") is not True:
-            filtered["unrecognized"] += 1
-            continue
-        drawing = rec.get("drawing")
-        if not isinstance(drawing, list):
-            bad("bad_drawing", lineno, "no 'drawing' list")
-            continue
-        mark = (len(xs), len(stroke_lens))
-        kind = KIND_SIMPLIFIED
-        count = 0
-        error = None
-        for s in drawing:
-            if not isinstance(s, list) or len(s) not in (2, 3):
-                error = "a stroke is not [[x...], [y...]] or [[x...], [y...], [t...]]"
-                break
-            sx, sy = s[0], s[1]
-            if not isinstance(sx, list) or not isinstance(sy, list) or len(sx) != len(sy):
-                error = "a stroke's x and y are not lists of equal length"
-                break
-            if len(s) == 3:
-                kind = KIND_RAW
-            if not sx:
-                continue  # an empty stroke draws nothing
-            xs += sx
-            ys += sy
-            stroke_lens.append(len(sx))
-            count += 1
-        if error is None and count == 0:
-            error = "empty drawing (no points)"
-            reason = "empty_drawing"
-        else:
-            reason = "bad_drawing"
-        if error is not None:
-            del xs[mark[0]:], ys[mark[0]:], stroke_lens[mark[1]:]
-            bad(reason, lineno, error)
-            continue
-        key = rec.get("key_id")
-        ids.append(str(key) if key is not None else f"{path}:{lineno}")
-        labels.append(word if isinstance(word, str) else fallback_label)
-        n_strokes.append(count)
-        kinds.append(kind)
-        order.append(order_key(input_index, lineno))
-
-    points, keep = _to_points(xs, ys, stroke_lens, n_strokes, path, first_line, problems, order, input_index)
+    linenos = first_line + np.asarray(indices, dtype=np.int64)
+    order = (input_index << 32) | linenos
+    points, keep = _to_points(xs, ys, stroke_lens, n_strokes, path, problems, linenos)
     problems.sort(key=lambda p: p.line)
     so = _offsets(np.asarray(stroke_lens, dtype=np.int64))
     do = _offsets(np.asarray(n_strokes, dtype=np.int64))
-    flat = FlatDrawings(points, so, do)
-    batch = SourceBatch(flat, np.asarray(kinds, dtype=np.uint8), ids, labels, np.asarray(order, dtype=np.int64),
-                        problems, filtered, read, {input_index: path})
+    kinds = np.full(len(indices), KIND_SIMPLIFIED, dtype=np.uint8)
+    if raw_lines:
+        kinds[np.isin(indices, raw_lines)] = KIND_RAW
+    batch = SourceBatch(FlatDrawings(points, so, do), kinds, np.array(ids, dtype=str) if ids else np.zeros(0, "<U1"),
+                        np.array(labels, dtype=str) if labels else np.zeros(0, "<U1"), order, problems, filtered,
+                        read, {input_index: path})
     if keep is not None:
         batch = select(batch, np.flatnonzero(keep))
     return batch
 
 
-def _to_points(xs, ys, stroke_lens, n_strokes, path, first_line, problems, order, input_index):
-    """Convert the flat coordinate lists; find drawings with non-numeric, non-finite or absurd values."""
+def _diagnose(rec) -> str:
+    """Why a parsed line is not a drawing (called only for lines the fast path rejected)."""
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, got {type(rec).__name__}"
+    drawing = rec.get("drawing")
+    if not isinstance(drawing, list):
+        return "no 'drawing' list"
+    for k, s in enumerate(drawing):
+        if not isinstance(s, list) or len(s) not in (2, 3):
+            return f"stroke {k} is not [[x...], [y...]] or [[x...], [y...], [t...]]"
+        if not isinstance(s[0], list) or not isinstance(s[1], list) or len(s[0]) != len(s[1]):
+            return f"stroke {k}: x and y are not lists of equal length"
+    return "not a Quick, Draw! drawing"
+
+
+def _to_points(xs, ys, stroke_lens, n_strokes, path, problems, linenos):
+    """Convert the flat coordinate lists; find drawings with non-numeric, non-finite or absurd values.
+
+    Returns the (P, 2) points and, when some drawing is bad, a (D,) keep mask (else None).
+    """
     try:
         ax, ay = np.array(xs), np.array(ys)
     except (ValueError, TypeError, OverflowError):  # nested lists
@@ -174,6 +296,9 @@ def _to_points(xs, ys, stroke_lens, n_strokes, path, first_line, problems, order
         points = np.empty((len(xs), 2), dtype=np.float64)
         points[:, 0] = ax
         points[:, 1] = ay
+        if ax.dtype.kind in "iu" and ay.dtype.kind in "iu":  # integers are finite; only their size can be absurd
+            if not len(xs) or max(ax.max(), -ax.min(), ay.max(), -ay.min()) <= MAX_ABS_COORDINATE:
+                return points, None
         numeric = None
     else:  # strings, nulls, nested lists or integers too large for int64 somewhere in the chunk
         points, numeric = _to_points_slow(xs, ys)
@@ -191,13 +316,12 @@ def _to_points(xs, ys, stroke_lens, n_strokes, path, first_line, problems, order
     keep = np.ones(n_draw, dtype=bool)
     for d in np.unique(owner[~ok_point]):
         pts = slice(point_off[d], point_off[d + 1])
-        lineno = int(order[d] - (input_index << 32))
         if numeric is not None and not numeric[pts].all():
-            problems.append(Problem("bad_drawing", path, lineno, "a coordinate is not a number"))
+            problems.append(Problem("bad_drawing", path, int(linenos[d]), "a coordinate is not a number"))
         elif not finite[pts].all():
-            problems.append(Problem("non_finite", path, lineno, "a coordinate is NaN or infinite"))
+            problems.append(Problem("non_finite", path, int(linenos[d]), "a coordinate is NaN or infinite"))
         else:
-            problems.append(Problem("absurd_coordinate", path, lineno,
+            problems.append(Problem("absurd_coordinate", path, int(linenos[d]),
                                     f"a coordinate exceeds {MAX_ABS_COORDINATE:g} in absolute value"))
         keep[d] = False
     return points, keep
@@ -224,8 +348,8 @@ def select(batch: SourceBatch, keep: np.ndarray) -> SourceBatch:
     return SourceBatch(
         batch.flat.select(keep),
         batch.kinds[keep],
-        [batch.ids[i] for i in keep],
-        [batch.labels[i] for i in keep],
+        batch.ids[keep],
+        batch.labels[keep],
         batch.order[keep],
         batch.problems,
         batch.filtered,

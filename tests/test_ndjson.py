@@ -1,0 +1,72 @@
+"""The ndjson source: the columnar fast path and the per-line path must read every chunk alike."""
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, shared_data
+from sketchprep.sources import ndjson
+from sketchprep.sources.ndjson import _parse_columnar, _parse_per_line, iter_line_chunks, open_lines
+
+from test_convert import line, many_lines
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a.flat.points, b.flat.points)
+    np.testing.assert_array_equal(a.flat.stroke_offsets, b.flat.stroke_offsets)
+    np.testing.assert_array_equal(a.flat.drawing_offsets, b.flat.drawing_offsets)
+    np.testing.assert_array_equal(a.kinds, b.kinds)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.order, b.order)
+    assert a.read == b.read and a.filtered == b.filtered and [str(p) for p in a.problems] == [str(p) for p in b.problems]
+
+
+def chunks(path):
+    with open_lines(str(path)) as f:
+        return list(iter_line_chunks(f, chunk_bytes=20000))
+
+
+@pytest.mark.parametrize("folder", ["quickdraw_raw_ndjson", "quickdraw_simplified_ndjson"])
+@pytest.mark.parametrize("filters", [(None, False), (frozenset({"cat", "clock"}), True)])
+def test_columnar_path_equals_per_line_path_on_real_files(folder, filters):
+    files = sorted(shared_data(folder).glob("*.ndjson"))[:40]
+    columnar = per_line_only = 0
+    for index, f in enumerate(files):
+        for first, lines, _ in chunks(f):
+            fast = _parse_columnar(lines, str(f), first, index, *filters)
+            slow = _parse_per_line(lines, str(f), first, index, *filters)
+            if fast is None:  # only chunks with float coordinates (raw data) may be refused
+                assert any(b"." in ln.split(b'"drawing"')[1] for ln in lines), f"{f}:{first} refused"
+                per_line_only += 1
+            else:
+                assert_same(fast, slow)
+                columnar += 1
+    assert columnar > 20
+    if folder == "quickdraw_simplified_ndjson":
+        assert per_line_only == 0
+
+
+def test_bundled_sample_reads_the_same_either_way():
+    for index, f in enumerate(sorted(SAMPLE.glob("*.gz"))):
+        for first, lines, _ in chunks(f):
+            fast = _parse_columnar(lines, str(f), first, index, None, False)
+            if fast is not None:
+                assert_same(fast, _parse_per_line(lines, str(f), first, index))
+
+
+@pytest.mark.parametrize("extra", [
+    "",                                                     # blank line
+    line("x", []),                                          # empty drawing
+    line("x", [[[], []], [[1, 2], [3, 4]]]),                # an empty stroke is dropped, the rest kept
+    line("x", [[[1, 2], [3]]]),                             # unequal x and y
+    line("x", [[[1, 2], [3, 4], [0]]]),                     # unequal t
+    line(17, [[[1, 2], [3, 4]]]),                           # integer key_id
+    '{"key_id": "x", "word": "cat", "drawing": [[[1, 2], [3, 4]]]}',  # no "recognized"
+    line("x", [[[1, 2e7], [3, 4]]]),                        # absurd coordinate
+    '{"broken',
+])
+def test_any_chunk_reads_the_same_whichever_path_takes_it(extra):
+    lines = [(ln + "\n").encode() for ln in many_lines(5, raw=True)[:2] + [extra] + many_lines(3)]
+    per_line = _parse_per_line(lines, "f.ndjson", 10, 3)
+    result = ndjson.parse_lines(lines, "f.ndjson", 10, 3)
+    assert_same(result, per_line)
+    assert result.read == 5 + (extra != "")
