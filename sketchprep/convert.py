@@ -389,48 +389,80 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_POSITION_KEYS = np.zeros(0, np.uint64)
+
+
+def _position_keys(n: int) -> np.ndarray:
+    """Random-looking 64-bit keys for row positions 0..n-1 (cached)."""
+    global _POSITION_KEYS
+    if len(_POSITION_KEYS) < n:
+        with np.errstate(over="ignore"):
+            _POSITION_KEYS = _mix64(np.arange(max(n, 1024), dtype=np.uint64) * _GOLDEN)
+    return _POSITION_KEYS
+
+
 def sketch_hashes(rows: np.ndarray, row_offsets: np.ndarray) -> np.ndarray:
     """(N,) uint64 content hash of each int16 stroke-3 sketch (equal sketches, equal hashes)."""
     n = len(row_offsets) - 1
     if n == 0:
         return np.zeros(0, np.uint64)
     lengths = np.diff(row_offsets)
-    r = rows.astype(np.int64)
-    v = ((r[:, 0] & 0xFFFF) | ((r[:, 1] & 0xFFFF) << 16) | ((r[:, 2] & 0xFFFF) << 32)).astype(np.uint64)
-    pos = (np.arange(len(rows), dtype=np.int64) - np.repeat(row_offsets[:-1], lengths)).astype(np.uint64)
+    r = np.ascontiguousarray(rows, dtype=np.int16)
+    # the three int16 columns of a row as one 64-bit word (the fourth 16 bits are 0)
+    v = np.zeros((len(r), 4), dtype="<i2")
+    v[:, :3] = r
+    v = v.view("<u8").ravel().astype(np.uint64)
+    pos = np.arange(len(rows), dtype=np.int64) - np.repeat(row_offsets[:-1], lengths)
     with np.errstate(over="ignore"):
-        x = _mix64(v ^ _mix64(pos * _GOLDEN))
+        x = _mix64(v ^ _position_keys(int(lengths.max()))[pos])
         h = np.add.reduceat(x, row_offsets[:-1]) if len(rows) else np.zeros(n, np.uint64)
         return _mix64(h ^ (lengths.astype(np.uint64) * _GOLDEN))
 
 
 def dedupe(kept: Kept) -> tuple[Kept, int]:
-    """Remove exact duplicate sketches, keeping the one earliest in the input stream."""
+    """Remove exact duplicate sketches, keeping the one earliest in the input stream.
+
+    Sketches with equal content hashes are compared row by row with the earliest of their hash group
+    (vectorised); a group where some member differs from it (a 64-bit hash collision) is resolved by
+    comparing every member with each kept one.
+    """
     if kept.n < 2:
         return kept, 0
     idx = np.lexsort((kept.order, kept.hashes))
     h = kept.hashes[idx]
     same_as_prev = np.zeros(len(idx), dtype=bool)
     same_as_prev[1:] = h[1:] == h[:-1]
-    drop = []
-    if same_as_prev.any():
-        # equal hashes: confirm byte equality against the group's kept members
-        start = 0
-        for i in range(1, len(idx) + 1):
-            if i == len(idx) or not same_as_prev[i]:
-                if i - start > 1:
-                    reps: list[np.ndarray] = []
-                    for j in idx[start:i]:
-                        s = kept.sketch(j)
-                        if any(len(r) == len(s) and np.array_equal(r, s) for r in reps):
-                            drop.append(j)
-                        else:
-                            reps.append(s)
-                start = i
+    if not same_as_prev.any():
+        return kept, 0
+    group_start = np.maximum.accumulate(np.where(same_as_prev, 0, np.arange(len(idx))))
+    cand = idx[same_as_prev]                   # later members of a hash group
+    group = group_start[same_as_prev]
+    first = idx[group]                         # the earliest member of the same group
+    lengths = np.diff(kept.row_offsets)
+    same = lengths[cand] == lengths[first]
+    if same.any():
+        n = lengths[cand[same]]
+        a = kept.rows[_ranges(kept.row_offsets[cand[same]], n)]
+        b = kept.rows[_ranges(kept.row_offsets[first[same]], n)]
+        differs = (a != b).any(axis=1)
+        same[np.flatnonzero(same)] = ~np.logical_or.reduceat(differs, _offsets(n)[:-1])
+    drop = list(cand[same])
+    starts = np.flatnonzero(~same_as_prev)
+    for g in np.unique(group[~same]):  # hash collisions: compare each member with every kept one
+        k = np.searchsorted(starts, g, side="right")
+        members = idx[g:starts[k] if k < len(starts) else len(idx)]
+        reps: list[np.ndarray] = []
+        for m in members:
+            s = kept.sketch(m)
+            if any(np.array_equal(r, s) for r in reps):
+                if m not in drop:
+                    drop.append(m)
+            else:
+                reps.append(s)
     if not drop:
         return kept, 0
     mask = np.ones(kept.n, dtype=bool)
-    mask[np.array(drop)] = False
+    mask[np.array(drop, dtype=np.int64)] = False
     return kept.take(np.flatnonzero(mask)), len(drop)
 
 

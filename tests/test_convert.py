@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, SAMPLE, shared_data
 from sketchprep.cli import main
-from sketchprep.convert import ConvertOptions, split_sizes
+from sketchprep.convert import ConvertOptions, Kept, dedupe, sketch_hashes, split_sizes
 from sketchprep.dataset import load_dataset
 from sketchprep.errors import OptionError
 from sketchprep.strokes import stroke3_to_polylines
@@ -303,3 +303,17 @@ def test_help_runs_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "convert" in result.stdout
     assert (tmp_path / "x.npz").exists()
+
+
+def test_dedupe_keeps_the_earliest_and_survives_hash_collisions():
+    sketches = [np.array([[1, 2, 1]]), np.array([[1, 2, 0], [3, 4, 1]]), np.array([[1, 2, 1]]), np.array([[9, 9, 1]])]
+    rows = np.concatenate(sketches).astype(np.int16)
+    offsets = np.cumsum([0] + [len(s) for s in sketches])
+    order = np.array([30, 10, 20, 40])
+    kept = Kept(rows, offsets, np.array(list("abcd")), np.array(["x"] * 4), order, sketch_hashes(rows, offsets))
+    out, n = dedupe(kept)
+    assert n == 1 and out.ids.tolist() == ["b", "c", "d"]  # "a" (order 30) repeats "c" (order 20)
+    collided = Kept(rows, offsets, kept.ids, kept.labels, order, np.zeros(4, np.uint64))  # every hash equal
+    out, n = dedupe(collided)
+    assert n == 1 and out.ids.tolist() == ["b", "c", "d"]
+    assert len(set(sketch_hashes(rows, offsets).tolist())) == 3
