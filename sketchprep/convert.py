@@ -442,28 +442,25 @@ def dedupe(kept: Kept) -> tuple[Kept, int]:
     same = lengths[cand] == lengths[first]
     if same.any():
         n = lengths[cand[same]]
-        a = kept.rows[_ranges(kept.row_offsets[cand[same]], n)]
-        b = kept.rows[_ranges(kept.row_offsets[first[same]], n)]
-        differs = (a != b).any(axis=1)
+        rows_a = _ranges(kept.row_offsets[cand[same]], n)
+        rows_b = rows_a - np.repeat(kept.row_offsets[cand[same]] - kept.row_offsets[first[same]], n)
+        r = kept.rows
+        differs = (r[rows_a, 0] != r[rows_b, 0]) | (r[rows_a, 1] != r[rows_b, 1]) | (r[rows_a, 2] != r[rows_b, 2])
         same[np.flatnonzero(same)] = ~np.logical_or.reduceat(differs, _offsets(n)[:-1])
-    drop = list(cand[same])
+    mask = np.ones(kept.n, dtype=bool)
+    mask[cand[same]] = False
     starts = np.flatnonzero(~same_as_prev)
     for g in np.unique(group[~same]):  # hash collisions: compare each member with every kept one
         k = np.searchsorted(starts, g, side="right")
-        members = idx[g:starts[k] if k < len(starts) else len(idx)]
         reps: list[np.ndarray] = []
-        for m in members:
+        for m in idx[g:starts[k] if k < len(starts) else len(idx)]:
             s = kept.sketch(m)
             if any(np.array_equal(r, s) for r in reps):
-                if m not in drop:
-                    drop.append(m)
+                mask[m] = False
             else:
                 reps.append(s)
-    if not drop:
-        return kept, 0
-    mask = np.ones(kept.n, dtype=bool)
-    mask[np.array(drop, dtype=np.int64)] = False
-    return kept.take(np.flatnonzero(mask)), len(drop)
+    dropped = kept.n - int(mask.sum())
+    return (kept.take(np.flatnonzero(mask)), dropped) if dropped else (kept, 0)
 
 
 def shuffle_order(kept: Kept, seed: int) -> np.ndarray:
@@ -532,18 +529,19 @@ def make_splits(kept: Kept, opts: ConvertOptions) -> SplitResult:
     kept, duplicates = dedupe(kept)
     order = shuffle_order(kept, opts.seed)
     sizes = split_sizes(kept.n, opts.split, opts.multiple)
-    classes = sorted(set(kept.labels.tolist()))
+    classes, class_of = np.unique(kept.labels, return_inverse=True)
+    classes = classes.tolist()
     multi = len(classes) > 1
-    class_index = {c: i for i, c in enumerate(classes)}
     splits, ids, labels, counts = {}, {}, {}, {}
     start = 0
     for name, size in zip(SPLITS, sizes):
         idx = order[start:start + size]
         start += size
-        splits[name] = [kept.sketch(i).copy() for i in idx]
-        ids[name] = kept.ids[idx]
+        part = kept.take(idx)  # one copy of the split's rows; each sketch is a view into it
+        splits[name] = np.split(part.rows, part.row_offsets[1:-1]) if size else []
+        ids[name] = part.ids
         if multi:
-            labels[name] = np.array([class_index[c] for c in kept.labels[idx]], dtype=np.int32)
+            labels[name] = class_of[idx].astype(np.int32)
         counts[name] = int(size)
     unused = kept.n - sum(sizes)
     fractions = all(p <= 1 for p in opts.split)

@@ -189,7 +189,8 @@ def _umask() -> int:
 
 def save_dataset(path: str | os.PathLike, splits: dict[str, list[np.ndarray]], ids: dict[str, list[str]] | None = None,
                  labels: dict[str, np.ndarray] | None = None, meta: dict | None = None) -> None:
-    """Write a sketch-rnn `.npz` atomically (`np.savez_compressed`; loadable by the reference loader)."""
+    """Write a sketch-rnn `.npz` atomically (the layout of `np.savez_compressed`; loadable by the reference
+    loader)."""
     arrays: dict[str, np.ndarray] = {}
     for name in SPLITS:
         arrays[name] = sketch_array(splits.get(name, []))
@@ -200,5 +201,18 @@ def save_dataset(path: str | os.PathLike, splits: dict[str, list[np.ndarray]], i
     if meta is not None:
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     with atomic_output(path) as f:
-        np.savez_compressed(f, **arrays)
+        write_npz(f, arrays)
+
+
+# zlib level 1 writes sketch-rnn files about 4x faster than numpy's default level 6 (measured: 6 vs 26 us
+# per sketch), for files about 5% larger; every zip reader, np.load included, reads either.
+NPZ_COMPRESSLEVEL = 1
+
+
+def write_npz(f, arrays: dict[str, np.ndarray]) -> None:
+    """What `np.savez_compressed(f, **arrays)` writes (one deflated `<key>.npy` per array), faster."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=NPZ_COMPRESSLEVEL) as zf:
+        for key, arr in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=True)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import __version__
 from .convert import Collected, ConvertOptions, ConvertReport, Kept, MAX_PROBLEMS_KEPT
-from .dataset import atomic_output, read_npz
+from .dataset import atomic_output, read_npz, write_npz
 from .errors import DatasetFormatError, OptionError
 from .sources import Problem
 
@@ -53,8 +53,8 @@ def write_shard(path: str, collected: Collected, opts: ConvertOptions, shard: tu
         },
     }
     with atomic_output(path) as f:
-        np.savez_compressed(f, rows=k.rows, row_offsets=k.row_offsets, ids=k.ids, labels=k.labels, order=k.order,
-                            hashes=k.hashes, header=np.array(json.dumps(header)))
+        write_npz(f, {"rows": k.rows, "row_offsets": k.row_offsets, "ids": k.ids, "labels": k.labels,
+                      "order": k.order, "hashes": k.hashes, "header": np.array(json.dumps(header))})
 
 
 def read_shard(path: str) -> tuple[Collected, ConvertOptions, tuple[int, int]]:
