@@ -1,4 +1,4 @@
-/* Batch Ramer-Douglas-Peucker keep-mask over many strokes in one call.
+/* Batch Ramer-Douglas-Peucker keep-mask and arc-length resampling over many strokes in one call.
  *
  * Hand-written because no maintained compiled library offers line-distance RDP (the `rdp` package is pure
  * Python, ~1,000x slower) nor a batch API over flat arrays; see sketchprep/simplify.py for the contract.
@@ -12,7 +12,22 @@
  *   keep    : writable buffer of uint8, P values; set to 1 for kept points, 0 otherwise
  * The farthest point wins; on exact ties the first one (as the `rdp` package), and a chord must be beaten
  * strictly (d > epsilon) to split.
+ *
+ * resample_counts(points, offsets, spacing, counts) / resample_fill(points, offsets, spacing, out_offsets, out)
+ *   Samples every stroke at arc length 0, spacing, 2*spacing, ... (every k*spacing < length) plus its last
+ *   point; a stroke of zero length becomes its first point. counts (int64, S) receives the number of samples
+ *   per stroke; out (float64, 2*total) receives them, stroke s at out_offsets[s]. Each stroke is computed on
+ *   its own, with the arithmetic of a per-stroke np.cumsum + np.interp (see simplify.py): the result of a
+ *   stroke never depends on the other strokes of the batch, and matches the numpy fallback bit for bit.
+ *
+ * Every distance and sample is computed with plain IEEE double operations in the order written, never fused
+ * (a fused multiply-add would change the last bit and so which of two exactly tied points RDP keeps).
  */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -99,6 +114,157 @@ static int simplify_stroke(const double *pts, int64_t n, double eps, int segment
     return 0;
 }
 
+/* Arc length of one stroke, summed in order like np.cumsum of the segment lengths. */
+static double stroke_length(const double *pts, int64_t n)
+{
+    double length = 0.0;
+    for (int64_t i = 1; i < n; i++) {
+        double dx = pts[2 * i] - pts[2 * i - 2], dy = pts[2 * i + 1] - pts[2 * i - 1];
+        length += sqrt(dx * dx + dy * dy);
+    }
+    return length;
+}
+
+/* Number of samples k * spacing < length (k = 0, 1, ...); the end point comes on top. */
+static int64_t inner_samples(double length, double spacing)
+{
+    double q = ceil(length / spacing);
+    int64_t k = q > 0.0 ? (int64_t)q : 0;
+    while (k > 0 && (double)(k - 1) * spacing >= length) k--;
+    while ((double)k * spacing < length) k++;
+    return k;
+}
+
+static int64_t resampled_count(const double *pts, int64_t n, double spacing)
+{
+    if (n <= 1) return n;
+    double length = stroke_length(pts, n);
+    if (!(length > 0.0)) return 1;
+    return inner_samples(length, spacing) + 1;
+}
+
+static void resample_stroke(const double *pts, int64_t n, double spacing, double *out)
+{
+    if (n <= 0) return;
+    out[0] = pts[0];
+    out[1] = pts[1];
+    double length = stroke_length(pts, n);
+    if (n == 1 || !(length > 0.0)) return;
+    int64_t inner = inner_samples(length, spacing);
+    /* cum0, cum1: arc length at points j and j + 1 (running sum, as np.cumsum) */
+    int64_t j = 0;
+    double cum0 = 0.0;
+    double dx = pts[2] - pts[0], dy = pts[3] - pts[1];
+    double cum1 = cum0 + sqrt(dx * dx + dy * dy);
+    for (int64_t k = 1; k < inner; k++) {
+        double s = (double)k * spacing;
+        while (j + 2 < n && cum1 <= s) {  /* np.interp's segment: cum[j] <= s < cum[j + 1] */
+            j++;
+            cum0 = cum1;
+            dx = pts[2 * j + 2] - pts[2 * j];
+            dy = pts[2 * j + 3] - pts[2 * j + 1];
+            cum1 = cum0 + sqrt(dx * dx + dy * dy);
+        }
+        const double *a = pts + 2 * j, *b = a + 2;
+        if (s == cum0) {
+            out[2 * k] = a[0];
+            out[2 * k + 1] = a[1];
+        } else {
+            double span = cum1 - cum0;
+            double sx = (b[0] - a[0]) / span, sy = (b[1] - a[1]) / span;
+            out[2 * k] = sx * (s - cum0) + a[0];
+            out[2 * k + 1] = sy * (s - cum0) + a[1];
+        }
+    }
+    out[2 * inner] = pts[2 * n - 2];
+    out[2 * inner + 1] = pts[2 * n - 1];
+}
+
+static int check_offsets(const int64_t *o, int64_t n_offsets, int64_t n_points)
+{
+    for (int64_t s = 0; s + 1 < n_offsets; s++) {
+        if (o[s] < 0 || o[s + 1] < o[s] || o[s + 1] > n_points) {
+            PyErr_SetString(PyExc_ValueError, "offsets must be non-decreasing and within the points");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *resample_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer pts, offs, counts;
+    double spacing;
+    if (!PyArg_ParseTuple(args, "y*y*dw*", &pts, &offs, &spacing, &counts)) return NULL;
+    PyObject *result = NULL;
+    int64_t n_points = pts.len / (Py_ssize_t)(2 * sizeof(double));
+    int64_t n_offsets = offs.len / (Py_ssize_t)sizeof(int64_t);
+    const double *p = (const double *)pts.buf;
+    const int64_t *o = (const int64_t *)offs.buf;
+    int64_t *c = (int64_t *)counts.buf;
+    if (!(spacing > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "spacing must be > 0");
+        goto done;
+    }
+    if (counts.len != (n_offsets > 0 ? n_offsets - 1 : 0) * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "counts must have one int64 per stroke");
+        goto done;
+    }
+    if (check_offsets(o, n_offsets, n_points) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t s = 0; s + 1 < n_offsets; s++) c[s] = resampled_count(p + 2 * o[s], o[s + 1] - o[s], spacing);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&pts);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&counts);
+    return result;
+}
+
+static PyObject *resample_fill(PyObject *self, PyObject *args)
+{
+    Py_buffer pts, offs, out_offs, out;
+    double spacing;
+    if (!PyArg_ParseTuple(args, "y*y*dy*w*", &pts, &offs, &spacing, &out_offs, &out)) return NULL;
+    PyObject *result = NULL;
+    int64_t n_points = pts.len / (Py_ssize_t)(2 * sizeof(double));
+    int64_t n_offsets = offs.len / (Py_ssize_t)sizeof(int64_t);
+    int64_t n_out = out.len / (Py_ssize_t)(2 * sizeof(double));
+    const double *p = (const double *)pts.buf;
+    const int64_t *o = (const int64_t *)offs.buf, *oo = (const int64_t *)out_offs.buf;
+    double *q = (double *)out.buf;
+    if (!(spacing > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "spacing must be > 0");
+        goto done;
+    }
+    if (out_offs.len != n_offsets * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "out_offsets must have one int64 per offset");
+        goto done;
+    }
+    if (check_offsets(o, n_offsets, n_points) < 0) goto done;
+    for (int64_t s = 0; s + 1 < n_offsets; s++) {
+        /* the caller sized out from resample_counts; refuse anything else rather than write past it */
+        if (oo[s] < 0 || oo[s + 1] > n_out ||
+            oo[s + 1] - oo[s] != resampled_count(p + 2 * o[s], o[s + 1] - o[s], spacing)) {
+            PyErr_SetString(PyExc_ValueError, "out_offsets do not match resample_counts");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t s = 0; s + 1 < n_offsets; s++) resample_stroke(p + 2 * o[s], o[s + 1] - o[s], spacing, q + 2 * oo[s]);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&pts);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&out_offs);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *rdp_keep(PyObject *self, PyObject *args)
 {
     Py_buffer pts, offs, keep;
@@ -118,12 +284,7 @@ static PyObject *rdp_keep(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "keep must have one byte per point");
         goto done;
     }
-    for (int64_t s = 0; s + 1 < n_offsets; s++) {
-        if (o[s] < 0 || o[s + 1] < o[s] || o[s + 1] > n_points) {
-            PyErr_SetString(PyExc_ValueError, "offsets must be non-decreasing and within the points");
-            goto done;
-        }
-    }
+    if (check_offsets(o, n_offsets, n_points) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
     for (int64_t s = 0; s + 1 < n_offsets && !failed; s++) {
         if (simplify_stroke(p + 2 * o[s], o[s + 1] - o[s], eps, segment, k + o[s], &stack, &cap) < 0) failed = 1;
@@ -145,9 +306,11 @@ done:
 
 static PyMethodDef methods[] = {
     {"rdp_keep", rdp_keep, METH_VARARGS, "rdp_keep(points, offsets, epsilon, segment, keep) -> None"},
+    {"resample_counts", resample_counts, METH_VARARGS, "resample_counts(points, offsets, spacing, counts) -> None"},
+    {"resample_fill", resample_fill, METH_VARARGS, "resample_fill(points, offsets, spacing, out_offsets, out) -> None"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rdp", "Batch RDP kernel.", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rdp", "Batch RDP and resampling kernels.", -1, methods};
 
 PyMODINIT_FUNC PyInit__rdp(void) { return PyModule_Create(&module); }

@@ -15,6 +15,8 @@ vectorised numpy kernel that keeps the same points, only slower.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .strokes import FlatDrawings, _offsets
@@ -109,49 +111,62 @@ def simplify_flat(flat: FlatDrawings, epsilon: float, distance: str = "line") ->
 
 
 def resample_flat(flat: FlatDrawings, spacing: float = 1.0) -> FlatDrawings:
-    """Resample every stroke at (at most) `spacing` units of arc length.
+    """Resample every stroke at `spacing` units of arc length, as Google did for Quick, Draw!.
 
-    Each stroke keeps its first and last point; between them, points are placed every `spacing`
-    units along the polyline (linear interpolation), so corners may be cut by at most spacing / 2.
-    A stroke shorter than `spacing` keeps its end points only (a zero-length stroke: one point).
+    A stroke of arc length L becomes the points at arc length 0, spacing, 2*spacing, ... (every
+    k*spacing < L), linearly interpolated along the polyline, plus its last point; its other
+    vertices are not kept, so corners may be cut by up to spacing / 2. A stroke of zero length
+    becomes its first point.
+
+    Each stroke is computed on its own with the arithmetic of `np.cumsum` + `np.interp` (the
+    compiled kernel and the numpy fallback agree bit for bit), so a drawing's samples never depend
+    on the other drawings of the batch. That matters: RDP then picks among exactly tied points by
+    their last bits, and this is the variant that reproduces Google's simplified data best (see
+    benchmarks/quickdraw_match.py --study).
+
+    flat.points: (P, 2) float64 -> a new FlatDrawings with the same strokes and drawings.
     """
-    pts, so = flat.points, flat.stroke_offsets
-    n_strokes = flat.n_strokes
-    if n_strokes == 0 or len(pts) < 2:
-        return flat
-    seg = np.zeros(len(pts))
-    if len(pts) > 1:
-        seg[1:] = np.sqrt(((pts[1:] - pts[:-1]) ** 2).sum(axis=1))
-    seg[so[:-1]] = 0.0
-    cum = np.cumsum(seg)
-    base = cum[so[:-1]]
-    length = cum[so[1:] - 1] - base
-    # samples at 0, spacing, 2*spacing, ... < length, then the end point
-    n_inner = np.where(length > 0, np.ceil(length / spacing - 1e-9).astype(np.int64), 0)
-    n_out = np.where(length > 0, n_inner + 1, 1)
-    out_so = _offsets(n_out)
-    owner = np.repeat(np.arange(n_strokes), n_out)
-    k = np.arange(out_so[-1]) - out_so[owner]
-    s = np.minimum(k * spacing, length[owner])
-    # global arc-length coordinate: offset each stroke so the whole array is monotonic for np.interp
-    shift = np.zeros(n_strokes)
-    if n_strokes > 1:
-        shift[1:] = np.cumsum(length[:-1] + 1.0)
-    point_owner = np.repeat(np.arange(n_strokes), np.diff(so))
-    gx = cum - base[point_owner] + shift[point_owner]
-    target = s + shift[owner]
-    x = _interp_monotone(target, gx, pts[:, 0])
-    y = _interp_monotone(target, gx, pts[:, 1])
-    out = np.stack([x, y], axis=1)
-    return FlatDrawings(out, out_so, flat.drawing_offsets)
+    if not spacing > 0:
+        raise ValueError(f"spacing must be > 0, not {spacing!r}")
+    pts = np.ascontiguousarray(flat.points, dtype=np.float64).reshape(-1, 2)
+    offs = np.ascontiguousarray(flat.stroke_offsets, dtype=np.int64)
+    if _c_kernel is None:
+        return FlatDrawings(*_resample_numpy(pts, offs, float(spacing)), flat.drawing_offsets)
+    counts = np.zeros(max(len(offs) - 1, 0), dtype=np.int64)
+    _c_kernel.resample_counts(pts, offs, float(spacing), counts)
+    out_offsets = _offsets(counts)
+    out = np.empty((int(out_offsets[-1]), 2), dtype=np.float64)
+    _c_kernel.resample_fill(pts, offs, float(spacing), out_offsets, out)
+    return FlatDrawings(out, out_offsets, flat.drawing_offsets)
 
 
-def _interp_monotone(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """np.interp that, on repeated xp (zero-length segments), takes the last point reaching x."""
-    j = np.searchsorted(xp, x, side="right")
-    j = np.clip(j, 1, len(xp) - 1)
-    i = j - 1
-    span = xp[j] - xp[i]
-    t = np.where(span > 0, (x - xp[i]) / np.where(span > 0, span, 1.0), 0.0)
-    t = np.clip(t, 0.0, 1.0)
-    return fp[i] + t * (fp[j] - fp[i])
+def _resample_numpy(pts: np.ndarray, offs: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """The C resampler's result, one stroke at a time (a vectorised cumulative sum over the whole batch
+    would round differently from stroke to stroke)."""
+    parts = []
+    for a, b in zip(offs[:-1], offs[1:]):
+        s = pts[a:b]
+        parts.append(_resample_stroke(s, spacing) if len(s) > 1 else s)
+    counts = np.array([len(q) for q in parts], dtype=np.int64)
+    out = np.concatenate(parts) if parts else np.zeros((0, 2))
+    return out, _offsets(counts)
+
+
+def _resample_stroke(s: np.ndarray, spacing: float) -> np.ndarray:
+    seg = np.sqrt(((s[1:] - s[:-1]) ** 2).sum(axis=1))
+    cum = np.zeros(len(s))
+    np.cumsum(seg, out=cum[1:])
+    length = cum[-1]
+    if not length > 0:
+        return s[:1]
+    k = int(math.ceil(length / spacing))
+    while k > 0 and (k - 1) * spacing >= length:
+        k -= 1
+    while k * spacing < length:
+        k += 1
+    t = np.arange(k, dtype=np.float64) * spacing
+    out = np.empty((k + 1, 2))
+    out[:k, 0] = np.interp(t, cum, s[:, 0])
+    out[:k, 1] = np.interp(t, cum, s[:, 1])
+    out[k] = s[-1]
+    return out
