@@ -80,6 +80,7 @@ def _default_workers() -> int:
 @click.option("--seed", type=int, default=0, help="Seed of the shuffle that assigns drawings to splits.")
 @click.option("--word", "words", multiple=True, help="Keep only Quick, Draw! drawings of this word (repeatable).")
 @click.option("--recognized-only", is_flag=True, help="Keep only drawings the Quick, Draw! game recognised.")
+@click.option("--include-fills", is_flag=True, help="SVG: also keep the outlines of shapes that are filled but not stroked.")
 @click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
               help="Write one DIR/<word>.npz per class (as Google ships them) instead of OUT.npz.")
 @click.option("--workers", type=int, default=None, show_default="all cores",
@@ -90,15 +91,17 @@ def _default_workers() -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @_errors_to_click
-def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only, by_word,
-            workers, shard, strict, as_json, quiet):
-    """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin; folders are searched recursively)
-    into a sketch-rnn .npz with train/valid/test splits.
+def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only,
+            include_fills, by_word, workers, shard, strict, as_json, quiet):
+    """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin; .svg line art, one drawing per
+    file, its folder's name as its class; folders are searched recursively) into a sketch-rnn .npz with
+    train/valid/test splits.
 
     \b
     Every drawing is normalised to the --size box, simplified with RDP at --epsilon (Quick, Draw! raw
     drawings are first resampled at 1 unit, as Google did; Google's simplified drawings pass through
-    unchanged at the defaults), turned into int16 stroke-3 and kept if it has at most --max-len rows.
+    unchanged at the defaults; an SVG's strokes are what a browser strokes, curves sampled at 1 unit),
+    turned into int16 stroke-3 and kept if it has at most --max-len rows.
     Duplicates are dropped, so no drawing is in two splits. Bad drawings are counted and reported
     (file:line), not fatal, unless --strict. OUT is written atomically.
 
@@ -107,6 +110,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
       sketchprep convert sketchprep/data/quickdraw_sample sample.npz
       sketchprep convert cat.ndjson dog.ndjson pets.npz --split 70000/2500/2500 --recognized-only
       sketchprep convert quickdraw/ --by-word datasets/ --split 70000/2500/2500
+      sketchprep convert drawings/ drawings.npz --include-fills --split 1/0/0 --multiple 1
       zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --max-len 200 --fit
     """
     from .convert import ConvertOptions, collect, parse_split, write_outputs
@@ -128,7 +132,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     opts = ConvertOptions(epsilon=epsilon, distance=distance, max_len=max_len, fit=fit, size=size,
                           split=parse_split(split_text), multiple=multiple, seed=seed,
                           words=frozenset(words) if words else None, recognized_only=recognized_only,
-                          strict=strict, workers=workers)
+                          strict=strict, workers=workers, include_fills=include_fills)
     shard_spec = parse_shard(shard) if shard else None
     with _progress_bar(quiet, unit=" drawings", desc="convert") as bar:
         collected = collect(args, opts, progress=bar.update, shard=shard_spec)
