@@ -27,7 +27,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, OptionError
-from .simplify import DISTANCES, resample_flat, simplify_flat
+from .simplify import DISTANCES, resample_simplify_flat, simplify_flat
 from .sources import KIND_RAW, KIND_SAMPLED, KIND_SIMPLIFIED, Problem, SourceBatch
 from .sources import ndjson as ndjson_source
 from .sources import svg as svg_source
@@ -260,15 +260,13 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
         dropped[p.reason] += 1
     flat, kinds = batch.flat, batch.kinds
     n = flat.n_drawings
-    prepared = _prepare(flat, kinds, opts)
-    eps = _epsilons(kinds, opts)
-    simplified = _simplify(prepared, eps, opts.distance)
-    s3 = flat_to_stroke3(simplified, keep_repeats=_passthrough(kinds, opts))
+    passthrough = _passthrough(kinds, opts)
+    s3 = flat_to_stroke3(_simplify(flat, kinds, opts.epsilon, opts, passthrough), keep_repeats=passthrough)
     lengths = s3.lengths
     fitted = 0
     too_long = lengths > opts.max_len
     if opts.fit and too_long.any():
-        s3, fitted = _fit(prepared, eps, s3, too_long, opts)
+        s3, fitted = _fit(flat, kinds, s3, too_long, opts)
         lengths = s3.lengths
         too_long = lengths > opts.max_len
     ok = ~too_long & ~s3.overflow
@@ -314,23 +312,6 @@ def _passthrough(kinds: np.ndarray, opts: ConvertOptions) -> np.ndarray:
     return (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE) & (opts.epsilon <= QUICKDRAW_EPSILON)
 
 
-def _prepare(flat: FlatDrawings, kinds: np.ndarray, opts: ConvertOptions) -> FlatDrawings:
-    """Normalise (and resample raw Quick, Draw!) every drawing that needs it; others pass unchanged."""
-    if flat.n_drawings == 0:
-        return flat
-    keep_frame = (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE)
-    if keep_frame.all():
-        return flat
-    normalised = normalize_flat(flat, opts.size)
-    raw = kinds == KIND_RAW
-    if raw.any():
-        normalised = _replace(normalised, raw, resample_flat(normalised.select(np.flatnonzero(raw)),
-                                                             opts.resample_spacing))
-    if keep_frame.any():
-        normalised = _replace(normalised, keep_frame, flat.select(np.flatnonzero(keep_frame)))
-    return normalised
-
-
 def _replace(flat: FlatDrawings, mask: np.ndarray, sub: FlatDrawings) -> FlatDrawings:
     """`flat` with the drawings where `mask` is True replaced, in order, by those of `sub`."""
     if mask.all():
@@ -338,28 +319,33 @@ def _replace(flat: FlatDrawings, mask: np.ndarray, sub: FlatDrawings) -> FlatDra
     return interleave(mask, sub, flat.select(np.flatnonzero(~mask)))
 
 
-def _epsilons(kinds: np.ndarray, opts: ConvertOptions) -> np.ndarray:
-    """Per-drawing RDP epsilon; 0 for drawings that pass through."""
-    eps = np.full(len(kinds), float(opts.epsilon))
-    eps[_passthrough(kinds, opts)] = 0.0
-    return eps
-
-
-def _simplify(flat: FlatDrawings, eps: np.ndarray, distance: str) -> FlatDrawings:
-    """RDP each drawing at its own epsilon (drawings with epsilon 0 are left alone)."""
+def _simplify(flat: FlatDrawings, kinds: np.ndarray, epsilon: float, opts: ConvertOptions,
+              untouched: np.ndarray | None = None) -> FlatDrawings:
+    """Normalise every drawing to --size (but Google's simplified ones, already in its 255 box), resample
+    raw Quick, Draw! drawings at --resample-spacing, and RDP at `epsilon`; the `untouched` drawings
+    (already what the options ask for) pass as they are."""
     if flat.n_drawings == 0:
         return flat
-    values = np.unique(eps)
-    if len(values) == 1:
-        return simplify_flat(flat, float(values[0]), distance) if values[0] > 0 else flat
+    raw = kinds == KIND_RAW
+    google_frame = (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE)
+    other = ~raw & ~google_frame
+    if untouched is not None:
+        google_frame &= ~untouched
     out = flat
-    for v in values[values > 0]:
-        mask = eps == v
-        out = _replace(out, mask, simplify_flat(out.select(np.flatnonzero(mask)), float(v), distance))
+    for mask, step in ((raw, lambda sub: resample_simplify_flat(sub, opts.resample_spacing, epsilon, opts.distance,
+                                                                size=opts.size)),
+                       (other, lambda sub: _rdp(normalize_flat(sub, opts.size), epsilon, opts.distance)),
+                       (google_frame, lambda sub: _rdp(sub, epsilon, opts.distance))):
+        if mask.any():
+            out = _replace(out, mask, step(out if mask.all() else out.select(np.flatnonzero(mask))))
     return out
 
 
-def _fit(prepared: FlatDrawings, eps: np.ndarray, s3: Stroke3Batch, too_long: np.ndarray,
+def _rdp(flat: FlatDrawings, epsilon: float, distance: str) -> FlatDrawings:
+    return simplify_flat(flat, epsilon, distance) if epsilon > 0 else flat
+
+
+def _fit(flat: FlatDrawings, kinds: np.ndarray, s3: Stroke3Batch, too_long: np.ndarray,
          opts: ConvertOptions) -> tuple[Stroke3Batch, int]:
     """Re-simplify too-long drawings with a growing epsilon until they fit (hardmaru's recipe)."""
     sketches = [s3.sketch(d) for d in range(len(too_long))]
@@ -370,8 +356,7 @@ def _fit(prepared: FlatDrawings, eps: np.ndarray, s3: Stroke3Batch, too_long: np
     for k in range(1, FIT_TRIES + 1):
         if not len(todo):
             break
-        sub = prepared.select(todo)
-        out = flat_to_stroke3(simplify_flat(sub, base * (1 + 0.5 * k), opts.distance))
+        out = flat_to_stroke3(_simplify(flat.select(todo), kinds[todo], base * (1 + 0.5 * k), opts))
         still = []
         for j, d in enumerate(todo):
             if out.lengths[j] <= opts.max_len and not out.overflow[j]:

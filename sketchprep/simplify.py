@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .strokes import FlatDrawings, _offsets
+from .strokes import FlatDrawings, _offsets, normalization, normalize_flat
 
 try:  # pragma: no cover - which branch runs depends on the install
     from . import _rdp as _c_kernel
@@ -140,6 +140,30 @@ def resample_flat(flat: FlatDrawings, spacing: float = 1.0) -> FlatDrawings:
     out = np.empty((int(out_offsets[-1]), 2), dtype=np.float64)
     _c_kernel.resample_fill(pts, offs, float(spacing), out_offsets, out)
     return FlatDrawings(out, out_offsets, flat.drawing_offsets)
+
+
+def resample_simplify_flat(flat: FlatDrawings, spacing: float, epsilon: float, distance: str = "line",
+                           size: float | None = None) -> FlatDrawings:
+    """`simplify_flat(resample_flat(normalize_flat(flat, size), spacing), epsilon, distance)` (no
+    normalising when `size` is None), computed stroke by stroke in the compiled kernel without holding
+    the normalised or resampled batch in memory; the same points, bit for bit, as the separate calls."""
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, not {distance!r}")
+    if not spacing > 0:
+        raise ValueError(f"spacing must be > 0, not {spacing!r}")
+    if _c_kernel is None or epsilon <= 0:
+        prepared = resample_flat(normalize_flat(flat, size) if size is not None else flat, spacing)
+        return simplify_flat(prepared, epsilon, distance) if epsilon > 0 else prepared
+    pts = np.ascontiguousarray(flat.points, dtype=np.float64).reshape(-1, 2)
+    offs = np.ascontiguousarray(flat.stroke_offsets, dtype=np.int64)
+    transform = b""
+    if size is not None:
+        per_drawing = normalization(flat, size)
+        transform = np.ascontiguousarray(np.repeat(per_drawing, np.diff(flat.drawing_offsets), axis=0))
+    points, counts = _c_kernel.resample_simplify(pts, offs, float(spacing), float(epsilon), distance == "segment",
+                                                 transform)
+    return FlatDrawings(np.frombuffer(points, dtype=np.float64).reshape(-1, 2),
+                        _offsets(np.frombuffer(counts, dtype=np.int64)), flat.drawing_offsets)
 
 
 def _resample_numpy(pts: np.ndarray, offs: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:

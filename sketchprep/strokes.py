@@ -152,6 +152,26 @@ def point_to_drawing(flat: FlatDrawings) -> np.ndarray:
     return np.repeat(np.arange(flat.n_drawings), counts)
 
 
+def normalization(flat: FlatDrawings, size: float) -> np.ndarray:
+    """(D, 4) float64 per drawing `[min_x, min_y, numerator, denominator]`: `normalize_flat` maps a point
+    p to `(p - min) * numerator / denominator` (numerator = size, denominator = the larger extent;
+    both 1 for `size=0` and for a drawing with zero extent or one too small to invert, which is only
+    aligned)."""
+    out = np.ones((flat.n_drawings, 4))
+    if flat.n_drawings == 0:
+        return out
+    starts = flat.point_offsets()[:-1]
+    lo = np.minimum.reduceat(flat.points, starts, axis=0)
+    hi = np.maximum.reduceat(flat.points, starts, axis=0)
+    extent = (hi - lo).max(axis=1)
+    out[:, :2] = lo
+    if size > 0:
+        with np.errstate(divide="ignore", over="ignore"):
+            usable = (extent > 0) & np.isfinite(size / extent)
+        out[usable, 2], out[usable, 3] = size, extent[usable]
+    return out
+
+
 def normalize_flat(flat: FlatDrawings, size: float) -> FlatDrawings:
     """Align each drawing's minimum to 0 and scale it uniformly so its larger extent is `size`.
 
@@ -160,18 +180,10 @@ def normalize_flat(flat: FlatDrawings, size: float) -> FlatDrawings:
     """
     if flat.n_drawings == 0:
         return flat
-    starts = flat.point_offsets()[:-1]
-    lo = np.minimum.reduceat(flat.points, starts, axis=0)
-    hi = np.maximum.reduceat(flat.points, starts, axis=0)
-    extent = (hi - lo).max(axis=1)
-    scale = np.ones(len(extent))
-    if size > 0:
-        with np.errstate(divide="ignore", over="ignore"):
-            ratio = size / extent
-        usable = (extent > 0) & np.isfinite(ratio)  # an extent too small to invert is a dot
-        scale[usable] = ratio[usable]
-    owner = point_to_drawing(flat)
-    points = (flat.points - lo[owner]) * scale[owner, None]
+    t = normalization(flat, size)[point_to_drawing(flat)]
+    # (p - lo) * size / extent, not * (size / extent): one rounding less, so a coordinate that should
+    # land on .5 does, and rounds as Google's did (measured: 95.5% vs 94.2% of drawings identical)
+    points = (flat.points - t[:, :2]) * t[:, 2:3] / t[:, 3:4]
     return FlatDrawings(points, flat.stroke_offsets, flat.drawing_offsets)
 
 

@@ -90,15 +90,13 @@ def parse_lines(lines: list[bytes], path: str, first_line: int, input_index: int
 
 
 # Google's ndjson layout. awkward's reader needs every listed field in every line, in any order.
-# Coordinates must be integers: its float parsing is not correctly rounded (1 ulp off, unlike orjson),
-# so chunks with floats go through the per-line path and every chunk reads the same either way.
 _SCHEMA = {
     "type": "object",
     "properties": {
         "key_id": {"type": "string"},
         "word": {"type": "string"},
         "recognized": {"type": "boolean"},
-        "drawing": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}},
+        "drawing": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}},
     },
     "required": ["key_id", "word", "recognized", "drawing"],
 }
@@ -124,8 +122,9 @@ def _parse_columnar(lines, path, first_line, input_index, words, recognized_only
     d_off = np.asarray(drawing.offsets.data, dtype=np.int64)      # drawing -> strokes
     s_off = np.asarray(drawing.content.offsets.data, dtype=np.int64)  # stroke -> arrays
     a_off = np.asarray(drawing.content.content.offsets.data, dtype=np.int64)  # array -> values
-    values = np.asarray(drawing.content.content.content.data)
+    values = np.asarray(drawing.content.content.content.data, dtype=np.float64)
     d_off, s_off = d_off - d_off[0], s_off[d_off[0]:d_off[-1] + 1]
+    _exact_fractions(values, a_off[s_off[d_off]], lines, line_index)
     n_arrays = np.diff(s_off)
     if not ((n_arrays == 2) | (n_arrays == 3)).all():
         return None
@@ -174,6 +173,24 @@ def _parse_columnar(lines, path, first_line, input_index, words, recognized_only
     kinds = np.where(raw[kept], KIND_RAW, KIND_SIMPLIFIED).astype(np.uint8)
     return SourceBatch(flat, kinds, ids, labels, (input_index << 32) | linenos, [], filtered, n,
                        {input_index: path})
+
+
+def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: list[bytes], line_index: np.ndarray) -> None:
+    """Re-read, with orjson, the numbers of every drawing that has a fraction.
+
+    awkward's reader rounds some decimal fractions 1 ulp away from the nearest double (orjson and
+    Python do not), which could flip a later rounding or RDP tie; integers it reads exactly. So the
+    values of drawings with a fractional number are replaced in place by orjson's, and every chunk
+    reads exactly as the per-line path reads it. value_offsets: (D+1,) start of each drawing's values.
+    """
+    fractional = values != np.floor(values)
+    if not fractional.any():
+        return
+    owner = np.searchsorted(value_offsets, np.flatnonzero(fractional), side="right") - 1
+    for d in np.unique(owner):
+        rec = _loads(lines[line_index[d]])
+        exact = [v for stroke in rec["drawing"] for array in stroke for v in array]
+        values[value_offsets[d]:value_offsets[d + 1]] = exact
 
 
 def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index: int,
@@ -296,9 +313,9 @@ def _to_points(xs, ys, stroke_lens, n_strokes, path, problems, linenos):
         points = np.empty((len(xs), 2), dtype=np.float64)
         points[:, 0] = ax
         points[:, 1] = ay
-        if ax.dtype.kind in "iu" and ay.dtype.kind in "iu":  # integers are finite; only their size can be absurd
-            if not len(xs) or max(ax.max(), -ax.min(), ay.max(), -ay.min()) <= MAX_ABS_COORDINATE:
-                return points, None
+        # one bound check covers NaN (comparisons with it are False), infinities and absurd values
+        if not len(xs) or max(ax.max(), -ax.min(), ay.max(), -ay.min()) <= MAX_ABS_COORDINATE:
+            return points, None
         numeric = None
     else:  # strings, nulls, nested lists or integers too large for int64 somewhere in the chunk
         points, numeric = _to_points_slow(xs, ys)
