@@ -207,11 +207,13 @@ def test_use_defs_and_symbol():
             '<symbol id="s" viewBox="0 0 10 10"><path d="M0 0 L10 10" stroke="black"/></symbol>'
             '<use href="#p" x="5" y="7"/>'
             '<use xlink:href="#p" transform="translate(100 0)"/>'
-            '<use href="#s" x="50" y="50" width="20" height="20"/>')
-    a, b, c = strokes(body)
+            '<use href="#s" x="50" y="50" width="20" height="20"/>'
+            '<use href="#s" x="-10" y="80" width="5" height="5"/>')
+    a, b, c, d = strokes(body)
     assert a.tolist() == [[5, 7], [15, 7]]
     assert b.tolist() == [[100, 0], [110, 0]]
     assert np.allclose(c, [[50, 50], [70, 70]])  # the symbol's viewBox scales 10 -> 20
+    assert np.allclose(d, [[-10, 80], [-5, 85]])
 
 
 def mat(a, b, c, d, e, f):
@@ -243,6 +245,8 @@ def test_nested_svg_clips_to_its_viewport_unless_overflow_visible():
     assert np.allclose(clipped, [[10, 5], [30, 5]])
     (visible,) = strokes(f'<svg x="10" y="0" width="20" height="10" overflow="visible">{line}</svg>')
     assert np.allclose(visible, [[10, 5], [110, 5]])
+    (left,) = strokes(f'<svg x="-10" y="-2" width="20" height="10">{line}</svg>')
+    assert np.allclose(left, [[-10, 3], [10, 3]])
     # a line leaving and re-entering the viewport is two strokes
     two = strokes('<svg width="20" height="20"><polyline points="5,5 40,5 40,15 5,15" fill="none" stroke="black"/>'
                   '</svg>')
@@ -276,6 +280,8 @@ def test_viewbox_offset_and_root_clip():
 def test_units_on_shape_attributes():
     (s,) = strokes('<line x1="1in" y1="1cm" x2="10mm" y2="12pt" stroke="black"/>')
     assert np.allclose(s, [[96, 96 / 2.54], [10 * MM, 16]])
+    (q,) = strokes('<line x1="1pc" x2="40Q" stroke="black"/>')
+    assert np.allclose(q, [[16, 0], [10 * MM, 0]])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -529,6 +535,11 @@ def test_use_cycles_are_cut_and_use_bombs_refused():
 def test_bad_documents_name_their_problem(data, reason, text):
     err = bad(data)
     assert err.reason == reason and text in err.message
+
+
+def test_deep_nesting_is_reported_not_a_crash():
+    err = bad(svg("<g>" * 5000 + '<path d="M0 0 L1 1" stroke="black"/>' + "</g>" * 5000))
+    assert err.reason == "unreadable_file" and "nested too deeply" in err.message
 
 
 def test_parse_error_has_a_line_number():

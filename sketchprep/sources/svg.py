@@ -6,8 +6,8 @@ preserveAspectRatio and units, in document order. Each subpath is one stroke (a 
 move and every `Z`). Skipped: `<text>`, `display:none`, `visibility:hidden`, `opacity="0"`, shapes whose
 stroke is `none`, transparent or 0 wide (a fill-only shape is kept only with `include_fills`), the
 contents of `<defs>`, `<symbol>`, `<mask>`, `<marker>`, `<pattern>` and `<clipPath>` unless `<use>`d,
-unknown or foreign-namespace elements, and anything under a non-invertible transform. Clipping,
-masking and marker symbols are not applied.
+unknown or foreign-namespace elements, anything under a non-invertible transform, and anything
+outside the root's or a nested `<svg>`'s viewport. `clip-path`, masks and marker symbols are not applied.
 
 Parsing is svgelements (see the README for the measurement against svgpathtools) behind an
 ElementTree pre-pass that fixes what svgelements gets wrong (`_prepare`), with geometry kept local
@@ -94,10 +94,6 @@ class SvgError(Exception):
 # Reading files
 
 
-def is_svg(path: str) -> bool:
-    return path.lower().endswith(".svg")
-
-
 def class_name_from_path(path: str) -> str:
     """'drawings/cat/1.svg' -> 'cat': the folder an SVG lies in is its class."""
     return os.path.basename(os.path.dirname(os.path.abspath(path))) or "svg"
@@ -148,10 +144,12 @@ def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
     so its larger extent is `size` (`size=0`: `spacing` source units). Raises `SvgError`.
     """
     root = parse_xml(data)
-    _prepare(root)
     try:
+        _prepare(root)
         doc = se.SVG.parse(io.BytesIO(ET.tostring(root)), reify=False)
         shapes, fill_only = _drawn_shapes(doc, include_fills)
+    except SvgError:
+        raise
     except RecursionError:
         raise SvgError("unreadable_file", "elements nested too deeply") from None
     except Exception as e:  # svgelements raises many kinds on odd input; one bad file must not stop a run
@@ -160,7 +158,7 @@ def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
         polylines = _sample(shapes, size, spacing)
     if not polylines:
         if shapes:
-            raise SvgError("no_geometry", "nothing drawn inside the viewport")
+            raise SvgError("no_geometry", "nothing drawn (every stroked shape is empty or outside the viewport)")
         hint = f" ({fill_only} fill-only shape(s) skipped; --include-fills keeps their outlines)" if fill_only else ""
         raise SvgError("no_geometry", "no stroked geometry" + hint)
     if not all(np.isfinite(p).all() for p in polylines):
@@ -307,9 +305,10 @@ def _prepare_children(el: ET.Element, font_size: float, viewport: tuple[float, f
         if name == "svg":
             if str(_declared(child, "overflow") or "hidden").strip() not in ("visible", "auto"):
                 inner_clips = _mark_viewport(el, child, clips, state)
-            if _viewbox(child) is None and (_number(child.get("x")) or _number(child.get("y"))):
+            x, y = _number(child.get("x"), signed=True) or 0.0, _number(child.get("y"), signed=True) or 0.0
+            if _viewbox(child) is None and (x or y):
                 # svgelements ignores x/y of a nested <svg> without a viewBox
-                position = f"translate({_number(child.get('x')) or 0!r},{_number(child.get('y')) or 0!r})"
+                position = f"translate({x!r},{y!r})"
                 child.set("transform", f"{child.get('transform', '')} {position}".strip())
                 child.attrib.pop("x", None)
                 child.attrib.pop("y", None)
@@ -325,7 +324,7 @@ def _inline_symbol(use: ET.Element, state: _PrepareState) -> ET.Element | None:
         return None
     skip = {"x", "y", "width", "height", "href", "{http://www.w3.org/1999/xlink}href", "id"}
     group = use.makeelement(state.ns + "g", {k: v for k, v in use.attrib.items() if k not in skip})
-    x, y = _number(use.get("x", "0")) or 0.0, _number(use.get("y", "0")) or 0.0
+    x, y = _number(use.get("x"), signed=True) or 0.0, _number(use.get("y"), signed=True) or 0.0
     if x or y:
         group.set("transform", f"{use.get('transform', '')} translate({x!r},{y!r})".strip())
     viewport = {k: v for k, v in symbol.attrib.items() if k not in skip}
@@ -376,10 +375,10 @@ def _renders(shape: ET.Element, name: str) -> bool:
     return True
 
 
-def _number(value: str | None) -> float | None:
-    """A non-negative length in absolute units -> px; None when missing, negative or invalid."""
+def _number(value: str | None, signed: bool = False) -> float | None:
+    """A length in absolute units -> px; None when missing, invalid or (unless `signed`) negative."""
     m = _LENGTH_RE.match(value) if value is not None else None
-    if not m or m.group(2).lower() not in _ABS_UNITS or float(m.group(1)) < 0:
+    if not m or m.group(2).lower() not in _ABS_UNITS or (float(m.group(1)) < 0 and not signed):
         return None
     return float(m.group(1)) * _ABS_UNITS[m.group(2).lower()]
 
@@ -490,6 +489,8 @@ def _resolve_length(value: str, key: str, font_size: float, viewport: tuple[floa
     if not m:
         return value  # lists and keywords: leave them to svgelements
     number, unit = float(m.group(1)), m.group(2).lower()
+    if unit == "q":  # quarter-millimetres: valid CSS that svgelements does not know
+        return repr(number * _ABS_UNITS[unit])
     if unit in _ABS_UNITS:
         return value
     if unit in _FONT_UNITS:
@@ -616,7 +617,7 @@ def _drawn_shapes(doc, include_fills: bool) -> tuple[list[_Shape], int]:
                 continue
         m = e.transform
         matrix = np.array([[m.a, m.c], [m.b, m.d]], dtype=np.float64)
-        if not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-300:
+        if not np.isfinite(matrix).all() or abs(m.a * m.d - m.b * m.c) < 1e-300:
             continue  # a non-invertible transform disables rendering
         segments = e if isinstance(e, se.Path) else e.segments(transformed=False)
         subpaths, starts = _split_subpaths(segments)
