@@ -93,9 +93,9 @@ def _default_workers() -> int:
 @_errors_to_click
 def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only,
             include_fills, by_word, workers, shard, strict, as_json, quiet):
-    """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin; .svg line art, one drawing per
-    file, its folder's name as its class; folders are searched recursively) into a sketch-rnn .npz with
-    train/valid/test splits.
+    """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin, or .bin; .svg line art, one
+    drawing per file, its folder's name as its class; folders are searched recursively) into a sketch-rnn
+    .npz with train/valid/test splits.
 
     \b
     Every drawing is normalised to the --size box, simplified with RDP at --epsilon (Quick, Draw! raw

@@ -30,6 +30,7 @@ from .errors import InputError, OptionError
 from .simplify import DISTANCES, resample_simplify_flat, simplify_flat
 from .sources import KIND_RAW, KIND_SAMPLED, KIND_SIMPLIFIED, Problem, SourceBatch
 from .sources import ndjson as ndjson_source
+from .sources import quickdraw_bin as bin_source
 from .sources import svg as svg_source
 from .strokes import FlatDrawings, Stroke3Batch, _offsets, _ranges, flat_to_stroke3, interleave, normalize_flat
 
@@ -124,11 +125,11 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
         if p.is_dir():
             found = sorted(str(f) for f in p.rglob("*") if f.is_file() and _is_drawing_file(str(f)))
             if not found:
-                raise InputError("directory holds no .ndjson, .ndjson.gz or .svg files", path=item)
+                raise InputError("directory holds no .ndjson, .ndjson.gz, .bin or .svg files", path=item)
             files += found
         elif p.is_file():
             if not _is_drawing_file(item):
-                raise InputError("not a drawing file (expected .ndjson, .ndjson.gz or .svg)", path=item)
+                raise InputError("not a drawing file (expected .ndjson, .ndjson.gz, .bin or .svg)", path=item)
             files.append(item)
         elif any(c in item for c in "*?["):
             found = sorted(f for f in glob.glob(item, recursive=True) if _is_drawing_file(f))
@@ -141,15 +142,24 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 
 
 def _is_drawing_file(path: str) -> bool:
-    return ndjson_source.is_ndjson(path) or path.lower().endswith(SVG_SUFFIXES)
+    return ndjson_source.is_ndjson(path) or bin_source.is_bin(path) or path.lower().endswith(SVG_SUFFIXES)
 
 
 def _tasks(files: list[str], opts: ConvertOptions) -> Iterator[tuple]:
-    """Units of work: ("ndjson", path, input_index, first_line, lines, bytes_done) and
-    ("svg", [(input_index, path), ...], bytes)."""
+    """Units of work: ("ndjson", path, input_index, first_line, lines, bytes),
+    ("bin", path, input_index, first_record, data, truncated, bytes) and ("svg", [(input_index, path), ...], bytes)."""
     svg_files: list[tuple[int, str]] = []
     for index, path in enumerate(files):
-        if ndjson_source.is_ndjson(path):
+        if bin_source.is_bin(path):
+            try:
+                with open(path, "rb") as stream:
+                    done = 0
+                    for first, data, nbytes, truncated in bin_source.iter_record_chunks(stream):
+                        yield ("bin", path, index, first, data, truncated, nbytes - done)
+                        done = nbytes
+            except OSError as e:
+                raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
+        elif ndjson_source.is_ndjson(path):
             try:
                 stream = ndjson_source.open_lines(path)
             except OSError as e:
@@ -182,6 +192,9 @@ def _read_task(task: tuple, opts: ConvertOptions) -> SourceBatch:
     if kind == "ndjson":
         _, path, index, first, lines, _ = task
         return ndjson_source.parse_lines(lines, path, first, index, opts.words, opts.recognized_only)
+    if kind == "bin":
+        _, path, index, first, data, truncated, _ = task
+        return bin_source.parse_records(data, path, first, index, truncated, opts.words, opts.recognized_only)
     if kind == "svg":
         return svg_source.read_files(task[1], opts.size, opts.include_fills, opts.resample_spacing)
     raise ValueError(f"unknown task kind {kind!r}")

@@ -2,8 +2,8 @@
 
 The 1,112 raw drawings of ../shared/data that have a simplified twin (same key_id) go through the code
 `sketchprep convert` runs; benchmarks/quickdraw_match.py prints the same figures (and the `rdp` baselines).
-Measured when this test was written: --distance line 94.2% identical, 98.0% same point count, median
-polyline distance 0.00 px, 96.9% within 1 px, 99.6% within 2 px; --distance segment 22.6% identical,
+Measured: --distance line 95.5% identical, 98.1% same point count, median
+polyline distance 0.00 px, 97.4% within 1 px, 99.7% within 2 px; --distance segment 22.6% identical,
 median 1.80 px, 64.7% within 2 px. The thresholds sit just under the line figures, so a regression in
 any raw step (normalise, resample, RDP, rounding) fails here.
 """
@@ -29,10 +29,10 @@ def test_pairs_are_the_documented_ones(pairs):
 
 def test_line_distance_reproduces_google(pairs):
     f = compare(run_sketchprep(pairs, "line"), pairs.google)
-    assert f.identical >= 0.93
-    assert f.same_points >= 0.97
+    assert f.identical >= 0.95
+    assert f.same_points >= 0.975
     assert f.median == 0.0
-    assert f.within_1 >= 0.96
+    assert f.within_1 >= 0.97
     assert f.within_2 >= 0.99
 
 
