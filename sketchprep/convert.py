@@ -39,7 +39,7 @@ SPLITS = ("train", "valid", "test")
 QUICKDRAW_SIZE = 255.0
 QUICKDRAW_EPSILON = 2.0
 FIT_TRIES = 8          # --fit: epsilon grows by half the original each try, up to 5x
-MAX_PROBLEMS_KEPT = 20  # examples of bad input remembered for the report (all are counted)
+MAX_PROBLEMS_KEPT = 100  # examples of bad input named in the report (all are counted)
 
 # Drop reasons that mean "this input is broken" (fatal with --strict); the others are dataset policy.
 BAD_INPUT_REASONS = ("malformed_json", "bad_drawing", "empty_drawing", "non_finite", "absurd_coordinate",
