@@ -1,0 +1,243 @@
+"""Sampling, encoding and interpolation with a trained model (REFERENCE C).
+
+Temperature tau, as in the reference code's `sample()`: the mixture weights and the pen state are
+drawn from softmax(logits / tau), and each Gaussian's sigma is multiplied by tau (its variance by
+tau^2). The paper (and sketch-rnn-js) scale the variance by tau instead (sigma by sqrt(tau));
+`sigma_form="paper"` selects that. Greedy mode takes the most likely component and pen state and
+the component's mean offset.
+
+Drawings are decoded many at once, for at most the run's longest training sketch + 1 steps, and
+cut at the first end-of-sketch state. Offsets come back in the data's units (pixels): the model's
+outputs times the scale factor saved in the checkpoint (the reference recomputes it from the
+dataset, F.14).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sketchprep.dataset import load_dataset
+from sketchprep.errors import OptionError
+from sketchprep.strokes import START_TOKEN
+
+from .data import CLAMP_LIMIT, pad_batch
+from .model import HParams, SketchRNN, mixture_params
+from .train import BEST, LATEST, load_checkpoint, model_from_checkpoint, resolve_device
+
+SIGMA_FORMS = ("code", "paper")
+
+
+@dataclass
+class Run:
+    """A trained model and what sampling needs from its checkpoint."""
+
+    model: SketchRNN
+    hps: HParams
+    scale_factor: float
+    max_len: int
+    data_files: list[str]
+    step: int
+    path: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str = "best") -> Run:
+    """A run folder (its best.pt, else latest.pt; `checkpoint="latest"` prefers latest.pt) or a .pt file."""
+    path = str(path)
+    if os.path.isdir(path):
+        order = [BEST, LATEST] if checkpoint == "best" else [LATEST, BEST]
+        found = [os.path.join(path, name) for name in order if os.path.exists(os.path.join(path, name))]
+        if not found:
+            raise OptionError(f"{path}: no best.pt or latest.pt here (is it a `sketchprep train --out` folder?)")
+        path = found[0]
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, resolve_device(device))
+    return Run(model, model.hps, float(ckpt["scale_factor"]), int(ckpt["max_len"]), list(ckpt["data_files"]),
+               int(ckpt["step"]), path)
+
+
+def sample_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw: (N, K) probabilities (rows need not sum to exactly 1) and (N,) uniforms in
+    [0, 1) -> (N,) indices. Fix (REFERENCE F.9): the cumulative sum is divided by its own last value,
+    so it ends at exactly 1 > u and the draw always lands on a category of non-zero probability (the
+    reference returns -1, i.e. the last category, when round-off keeps the sum below u)."""
+    cdf = torch.cumsum(probs, -1)
+    cdf = cdf / cdf[:, -1:]
+    idx = torch.searchsorted(cdf, u[:, None].to(cdf.dtype), right=True)[:, 0]
+    return idx.clamp_max(probs.shape[1] - 1)
+
+
+def _draw_offsets(p, k: torch.Tensor, temperature: float, greedy: bool, sigma_form: str,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = torch.arange(k.shape[0], device=k.device)
+    mx, my = p.mu_x[rows, k], p.mu_y[rows, k]
+    if greedy:
+        return mx, my
+    scale = temperature if sigma_form == "code" else math.sqrt(temperature)
+    sx, sy = torch.exp(p.log_sigma_x[rows, k]) * scale, torch.exp(p.log_sigma_y[rows, k]) * scale
+    rho = p.rho[rows, k]
+    n1 = torch.randn(k.shape, generator=gen, device=k.device)
+    n2 = torch.randn(k.shape, generator=gen, device=k.device)
+    return mx + sx * n1, my + sy * (rho * n1 + torch.sqrt(1.0 - rho * rho) * n2)
+
+
+@torch.no_grad()
+def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: float = 1.0, greedy: bool = False,
+           seed: int = 0, max_steps: int | None = None, sigma_form: str = "code") -> list[np.ndarray]:
+    """Decode a batch: z (N, z_size) for a conditional model (None: z ~ N(0, I)); n drawings.
+
+    Returns N stroke-3 float32 arrays in data units (last row p = 1; empty when the model ends at once).
+    """
+    if sigma_form not in SIGMA_FORMS:
+        raise OptionError(f"sigma form must be one of {', '.join(SIGMA_FORMS)}, got {sigma_form!r}")
+    if not greedy and not temperature > 0:
+        raise OptionError(f"the temperature must be > 0 (got {temperature}); use greedy mode for the most likely drawing")
+    model, dev = run.model, run.device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    if run.hps.conditional:
+        if z is None:
+            if n is None:
+                raise OptionError("give z or n")
+            z = torch.randn(n, run.hps.z_size, generator=gen, device=dev)
+        z = z.to(dev, torch.float32)
+        n = z.shape[0]
+    else:
+        z = None
+        n = n if n is not None else 1
+    steps = max_steps if max_steps is not None else run.max_len + 1
+    decoder = model.decoder
+    state = decoder.initial_state(z, n, torch.zeros(1, device=dev))
+    prev = torch.as_tensor(START_TOKEN, device=dev).expand(n, 5).clone()
+    out = torch.zeros(steps, n, 5, device=dev)
+    done = torch.zeros(n, dtype=torch.bool, device=dev)
+    t_used = steps
+    for t in range(steps):
+        params, state = decoder(prev[None], z, state)
+        p = mixture_params(params[0])
+        if greedy:
+            k = p.log_pi.argmax(-1)
+            pen = p.pen_logits.argmax(-1)
+        else:
+            k = sample_categorical(torch.softmax(p.log_pi / temperature, -1), torch.rand(n, generator=gen, device=dev))
+            pen = sample_categorical(torch.softmax(p.pen_logits / temperature, -1),
+                                     torch.rand(n, generator=gen, device=dev))
+        dx, dy = _draw_offsets(p, k, temperature, greedy, sigma_form, gen)
+        prev = torch.zeros(n, 5, device=dev)
+        prev[:, 0], prev[:, 1] = dx, dy
+        prev[torch.arange(n, device=dev), 2 + pen] = 1.0
+        out[t] = prev
+        done |= pen == 2
+        if bool(done.all()):
+            t_used = t + 1
+            break
+    strokes5 = out[:t_used].transpose(0, 1).cpu().numpy()
+    return [_to_stroke3(s, run.scale_factor) for s in strokes5]
+
+
+def _to_stroke3(s5: np.ndarray, scale_factor: float) -> np.ndarray:
+    ends = np.flatnonzero(s5[:, 4] > 0)
+    end = int(ends[0]) if len(ends) else len(s5)
+    out = np.zeros((end, 3), dtype=np.float32)
+    out[:, :2] = s5[:end, :2] * scale_factor
+    out[:, 2] = s5[:end, 3]
+    if end:
+        out[-1, 2] = 1.0  # stroke-3: the pen lifts after the last point
+    return out
+
+
+def sample(run: Run, n: int = 16, temperature: float = 1.0, greedy: bool = False, seed: int = 0,
+           sigma_form: str = "code", max_steps: int | None = None) -> list[np.ndarray]:
+    """n drawings from z ~ N(0, I) (or from the unconditional decoder)."""
+    return decode(run, None, n, temperature, greedy, seed, max_steps, sigma_form)
+
+
+@torch.no_grad()
+def encode(run: Run, sketches: list[np.ndarray], sampled: bool = False, seed: int = 0) -> torch.Tensor:
+    """Stroke-3 sketches in data units (pixels) -> (N, z_size) latent codes: mu (default; the
+    reference notebook's `encode` draws z = mu + sigma * eps, F.8: `sampled=True` does that)."""
+    if not run.hps.conditional:
+        raise OptionError("this model is unconditional (conditional=false): it has no encoder")
+    if not sketches or any(len(s) == 0 for s in sketches):
+        raise OptionError("cannot encode an empty drawing")
+    norm = []
+    for s in sketches:
+        s = np.clip(np.asarray(s, dtype=np.float32), -CLAMP_LIMIT, CLAMP_LIMIT)
+        s[:, :2] /= np.float32(run.scale_factor)
+        norm.append(s)
+    strokes5, lengths = pad_batch(norm, max(len(s) for s in norm) + 1)  # any length: no 250 limit (F.15)
+    dev = run.device
+    mu, presig = run.model.encode(torch.from_numpy(strokes5).to(dev), torch.from_numpy(lengths))
+    if not sampled:
+        return mu
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    return mu + torch.exp(presig / 2.0) * torch.randn(mu.shape, generator=gen, device=dev)
+
+
+def reconstruct(run: Run, sketch: np.ndarray, n: int = 1, temperature: float = 1.0, greedy: bool = False,
+                seed: int = 0, sampled_z: bool = False, sigma_form: str = "code") -> list[np.ndarray]:
+    """n decodings of one drawing's latent code."""
+    z = encode(run, [sketch], sampled_z, seed)
+    return decode(run, z.expand(n, -1), None, temperature, greedy, seed, None, sigma_form)
+
+
+def lerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
+    return (1.0 - t) * p0 + t * p1
+
+
+def slerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation (reference `slerp`); fix (REFERENCE F.16): falls back to lerp when the
+    vectors are (anti)parallel or zero, where the reference divides by sin(omega) = 0."""
+    p0, p1 = np.asarray(p0, dtype=np.float64), np.asarray(p1, dtype=np.float64)
+    n0, n1 = np.linalg.norm(p0), np.linalg.norm(p1)
+    if n0 == 0 or n1 == 0:
+        return lerp(p0, p1, t)
+    omega = math.acos(float(np.clip(np.dot(p0 / n0, p1 / n1), -1.0, 1.0)))
+    so = math.sin(omega)
+    if so < 1e-6:
+        return lerp(p0, p1, t)
+    return math.sin((1.0 - t) * omega) / so * p0 + math.sin(t * omega) / so * p1
+
+
+def interpolate(run: Run, a: np.ndarray, b: np.ndarray, steps: int = 10, temperature: float = 0.1,
+                greedy: bool = False, seed: int = 0, method: str = "slerp", sampled_z: bool = False,
+                sigma_form: str = "code") -> list[np.ndarray]:
+    """Decode `steps` latent codes from a's to b's (both ends included), slerp or lerp."""
+    if steps < 2:
+        raise OptionError("--steps must be at least 2")
+    if method not in ("slerp", "lerp"):
+        raise OptionError(f"interpolation must be slerp or lerp, got {method!r}")
+    z = encode(run, [a, b], sampled_z, seed).cpu().numpy().astype(np.float64)
+    fn = slerp if method == "slerp" else lerp
+    zs = np.stack([fn(z[0], z[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
+    # the same seed for every step: the morph changes with z, not with the noise
+    return [decode(run, torch.from_numpy(zs[i:i + 1]), None, temperature, greedy, seed, None, sigma_form)[0]
+            for i in range(steps)]
+
+
+def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
+    """`[FILE.npz:]SPLIT:INDEX` -> (the stored stroke-3 drawing, a label). FILE defaults to `default_file`."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 3:
+        path, split, index = parts
+    elif len(parts) == 2 and default_file:
+        path, (split, index) = default_file, parts
+    else:
+        raise OptionError(f"drawing {spec!r}: expected [FILE.npz:]SPLIT:INDEX, e.g. test:12")
+    try:
+        i = int(index)
+    except ValueError:
+        raise OptionError(f"drawing {spec!r}: INDEX must be an integer") from None
+    ds = load_dataset(path)
+    if split not in ds.splits:
+        raise OptionError(f"drawing {spec!r}: SPLIT must be train, valid or test")
+    sketches = ds.splits[split]
+    if not -len(sketches) <= i < len(sketches):
+        raise OptionError(f"drawing {spec!r}: {path} has {len(sketches)} {split} drawings")
+    return np.asarray(sketches[i], dtype=np.float32), f"{os.path.basename(path)}:{split}:{i % len(sketches)}"

@@ -1,0 +1,456 @@
+"""Training loop: the reference's (REFERENCE B.5, B.7) with its bookkeeping bugs fixed.
+
+One step t (counted from 0, read before the update, as the reference):
+  lr_t and kl_weight_t from their per-step schedules -> a batch (sketchrnn.data) -> cost -> backward
+  -> every gradient element clipped to [-grad_clip, grad_clip] -> Adam.
+After the update of step t, when t > 0 and t % save_every == 0: the whole valid split is evaluated
+without dropout at the CURRENT KL weight (fix F.3: the reference's eval model keeps 0.01), recon and
+KL reported apart; an improvement saves best.pt and evaluates the test split; latest.pt is saved
+every time. A run that stops (max steps, early stopping, Ctrl-C) saves latest.pt first.
+
+Checkpoints are plain dicts (`torch.load(path, weights_only=True)` reads them) written to a temporary
+file and renamed: the weights (of the unwrapped, uncompiled module), the optimizer, the hparams, the
+scale factor (fix F.14), the step, the best valid cost, the data files. Every random draw of step t
+derives from (seed, t, process rank), so `resume` continues exactly where a killed run would have gone.
+
+Data-parallel: started by `torchrun --nproc_per_node=N`, each process takes its own `batch_size`
+sketches of the step's shared permutation and DDP averages the gradients (NCCL on CUDA, gloo on CPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sketchprep.dataset import atomic_output
+from sketchprep.errors import OptionError, SketchprepError
+
+from .data import Batch, Batches, SketchData, load_data
+from .model import HParams, SketchRNN, count_parameters, kl_weight_at, lr_at
+
+CHECKPOINT_FORMAT = "sketchrnn-checkpoint"
+CHECKPOINT_VERSION = 1
+LATEST, BEST = "latest.pt", "best.pt"
+
+
+class TrainingError(SketchprepError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not match the run)."""
+
+
+@dataclass
+class TrainResult:
+    """What a call to `train` did."""
+
+    out_dir: str
+    step: int                       # steps completed (the next step to run)
+    best_valid_cost: float
+    best_step: int | None
+    stopped: str                    # "max_steps", "num_steps", "early_stopping", "interrupted"
+    n_params: int
+    history: list[dict] = field(default_factory=list)   # the metric rows written by this call
+
+
+def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
+    """A 64-bit seed for one random stream of one step of one process."""
+    return int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1, np.uint64)[0])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise OptionError(f"--device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"--device {device}: CUDA is not available here")
+    return dev
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint dict, read without executing code (`weights_only=True`)."""
+    path = str(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError("no such checkpoint", path=path) from None
+    except Exception as e:  # a damaged or foreign file
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainingError(f"not a readable checkpoint: {first_line}", path=path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError("not a sketchrnn checkpoint", path=path)
+    return ckpt
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
+    """Write atomically: a killed process leaves the previous file, never half of a new one."""
+    with atomic_output(path) as f:
+        torch.save(ckpt, f)
+
+
+def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> SketchRNN:
+    """The model of a checkpoint, in eval mode."""
+    hps = HParams.from_dict(ckpt["hparams"], source="checkpoint hparams")
+    model = SketchRNN(hps)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# distributed helpers (no-ops in a single process)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, values: list[float], device) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+
+def init_distributed(device: str) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1), else one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), resolve_device(device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, local_rank), dev
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(batch.strokes5).to(device, non_blocking=True)
+    return x, torch.from_numpy(batch.lengths)
+
+
+@torch.no_grad()
+def evaluate(model: SketchRNN, batches: Batches, kl_weight: float, device: torch.device, dist: Dist = Dist(),
+             seed: int = 0) -> dict:
+    """Mean cost, recon cost and KL over every sketch of a split (no dropout, z sampled with a fixed seed)."""
+    was_training = model.training
+    model.eval()
+    sums = [0.0] * 6
+    gen = torch.Generator(device=device).manual_seed(step_seed(seed, 0, dist.rank, 99))
+    for batch in batches.eval_batches(dist.rank, dist.world):
+        x, lengths = to_device(batch, device)
+        losses = model(x, lengths, batch.norm_steps, kl_weight, gen)
+        n = len(batch.lengths)
+        for i, v in enumerate((losses.cost, losses.r_cost, losses.kl, losses.offset, losses.pen)):
+            sums[i] += float(v) * n
+        sums[5] += n
+    sums = dist.all_sum(sums, device)
+    model.train(was_training)
+    n = max(sums[5], 1.0)
+    return {"cost": sums[0] / n, "r_cost": sums[1] / n, "kl": sums[2] / n, "offset": sums[3] / n,
+            "pen": sums[4] / n, "n": int(sums[5])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# metrics output
+
+
+class MetricsLog:
+    """metrics.jsonl (one JSON object per row) and TensorBoard events when tensorboard is installed."""
+
+    def __init__(self, out_dir: Path, resume_step: int | None, enabled: bool):
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self.rows: list[dict] = []
+        self.writer = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():
+            # drop rows a killed run wrote after its last checkpoint: they will be written again
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) < resume_step]
+            with atomic_output(self.path) as f:
+                f.write("".join(ln + "\n" for ln in kept).encode())
+        elif self.path.exists():
+            self.path.unlink()
+        self.file = open(self.path, "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # optional
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+        except ImportError:
+            self.writer = None
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key not in ("split", "step") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{row['split']}/{key}", value, row["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.writer is not None:
+                self.writer.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, *, resume: bool = False,
+          max_steps: int | None = None, device: str = "auto", rnn_impl: str = "auto", patience: int = 0,
+          log_every: int = 20, log: Callable[[str], None] | None = None,
+          progress: Callable[[int], None] | None = None,
+          on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train sketch-rnn on `.npz` files into `out_dir` (best.pt, latest.pt, hparams.json, metrics.jsonl).
+
+    resume: continue from out_dir/latest.pt (its hparams and data files; `data_paths` may be empty).
+    max_steps: stop when this many steps are done in total (default: hps.num_steps).
+    patience: stop after this many evaluations without a better valid cost (0: never).
+    log: receives one line per `log_every` steps and per evaluation; progress: called with 1 per step;
+    on_step(step, metrics): called after every update (tests use it to interrupt a run).
+    """
+    torch.set_flush_denormal(True)  # subnormal gradients make the CPU backward ~10x slower (PERF.md)
+    out = Path(out_dir)
+    dist, dev = init_distributed(device)
+    say = (log or (lambda s: None)) if dist.main else (lambda s: None)
+
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out / LATEST)
+        saved = HParams.from_dict(ckpt["hparams"], source=str(out / LATEST))
+        diff = sorted(k for k, v in (hps.to_dict() if hps else {}).items()
+                      if saved.to_dict()[k] != v and k != "data_set")    # data_set is set from the files
+        if diff:
+            raise OptionError(f"--resume continues with the checkpoint's hparams; these differ: {', '.join(diff)}")
+        hps = saved
+        if data_paths and [os.path.basename(p) for p in data_paths] != [os.path.basename(p) for p in ckpt["data_files"]]:
+            raise OptionError(f"--resume: the run was trained on {', '.join(ckpt['data_files'])}")
+        data_paths = data_paths or ckpt["data_files"]
+    elif hps is None:
+        hps = HParams()
+    if not data_paths:
+        raise OptionError("give the .npz file(s) to train on")
+    if not resume and (out / LATEST).exists():
+        raise OptionError(f"{out} already holds a run (latest.pt); continue it with --resume or choose another --out")
+    hps = hps.replace(data_set=[os.path.basename(p) for p in data_paths])
+    for p in data_paths:
+        if not os.path.isfile(p):
+            raise OptionError(f"no such data file: {p}")
+
+    data = load_data([str(p) for p in data_paths], hps.max_seq_len,
+                     scale_factor=ckpt["scale_factor"] if ckpt else None)
+    for name in ("valid", "test"):
+        if len(data.splits[name]) == 0:
+            raise OptionError(f"the {name} split is empty; training needs train, valid and test sketches")
+    steps = data.target_steps
+    train_batches = Batches(data.splits["train"], hps.batch_size, steps, hps.pad_to_batch, hps.random_scale_factor,
+                            hps.augment_stroke_prob, hps.seed)
+    valid_batches = Batches(data.splits["valid"], hps.batch_size, steps, hps.pad_to_batch)
+    test_batches = Batches(data.splits["test"], hps.batch_size, steps, hps.pad_to_batch)
+    if len(data.splits["train"]) < hps.batch_size * dist.world:
+        train_batches.random_batch(0, 0, dist.world)  # raises the explanatory error
+
+    torch.manual_seed(hps.seed)
+    model = SketchRNN(hps)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    model.to(dev)
+    model.set_rnn_impl(rnn_impl)
+    optimizer = torch.optim.Adam(model.parameters(), lr=hps.learning_rate)  # TF's defaults: betas, eps 1e-8
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    start = int(ckpt["step"]) if ckpt else 0
+    best = float(ckpt["best_valid_cost"]) if ckpt else math.inf
+    best_step = ckpt.get("best_step") if ckpt else None
+    since_best = int(ckpt["evals_since_best"]) if ckpt else 0
+    stop_at = min(hps.num_steps, max_steps if max_steps is not None else hps.num_steps)
+    n_params = count_parameters(model)
+
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "hparams.json") as f:
+            f.write(json.dumps(hps.to_dict(), indent=2).encode())
+    metrics = MetricsLog(out, start if ckpt else None, dist.main)
+    say(f"data: {', '.join(data.files)}: train {len(data.splits['train'])}, valid {len(data.splits['valid'])}, "
+        f"test {len(data.splits['test'])}; longest {data.max_len} rows; scale factor {data.scale_factor:.4f}"
+        + (f"; dropped (longer than max_seq_len={hps.max_seq_len}): {data.dropped}" if any(data.dropped.values()) else ""))
+    say(f"model: {hps.enc_model}/{hps.dec_model}, enc {hps.enc_rnn_size}, dec {hps.dec_rnn_size}, z {hps.z_size}, "
+        f"M {hps.num_mixture}, {'conditional' if hps.conditional else 'unconditional'}; {n_params:,} parameters; "
+        f"device {dev}" + (f" x {dist.world} processes" if dist.world > 1 else "")
+        + (f"; resuming at step {start}" if ckpt else ""))
+
+    def checkpoint(step_done: int) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "hparams": hps.to_dict(), "scale_factor": data.scale_factor,
+                "max_len": data.max_len, "step": step_done, "best_valid_cost": best, "best_step": best_step,
+                "evals_since_best": since_best, "seed": hps.seed, "world_size": dist.world,
+                "data_files": [os.path.abspath(p) for p in data.files], "classes": data.classes,
+                "torch_version": str(torch.__version__)}
+
+    def run_eval(step: int, kl_w: float) -> bool:
+        """Evaluate after step `step`; returns True when early stopping says stop."""
+        nonlocal best, best_step, since_best
+        t0 = time.perf_counter()
+        v = evaluate(model, valid_batches, kl_w, dev, dist, hps.seed)
+        improved = v["cost"] < best
+        if improved:
+            best, best_step, since_best = v["cost"], step, 0
+        else:
+            since_best += 1
+        metrics.write({"split": "valid", "step": step, "kl_weight": kl_w, **v, "best": best})
+        say(f"valid  step {step}: cost {v['cost']:.4f}  recon {v['r_cost']:.4f}  kl {v['kl']:.4f}  "
+            f"(best {best:.4f} at step {best_step}; {time.perf_counter() - t0:.1f} s)")
+        if improved:
+            if dist.main:
+                save_checkpoint(out / BEST, checkpoint(step + 1))
+            tst = evaluate(model, test_batches, kl_w, dev, dist, hps.seed)
+            metrics.write({"split": "test", "step": step, "kl_weight": kl_w, **tst})
+            say(f"test   step {step}: cost {tst['cost']:.4f}  recon {tst['r_cost']:.4f}  kl {tst['kl']:.4f}")
+        if dist.main:
+            save_checkpoint(out / LATEST, checkpoint(step + 1))
+        return patience > 0 and since_best >= patience
+
+    step = start
+    last_eval = None
+    stopped = "max_steps" if stop_at < hps.num_steps else "num_steps"
+    acc = np.zeros(6)
+    t_interval = time.perf_counter()
+    model.train()
+    stop_signal = _StopSignal()
+    try:
+        while step < stop_at:
+            lr, kl_w = lr_at(hps, step), kl_weight_at(hps, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = train_batches.random_batch(step, dist.rank, dist.world)
+            x, lengths = to_device(batch, dev)
+            gen = torch.Generator(device=dev).manual_seed(step_seed(hps.seed, step, dist.rank, 1))
+            losses = net(x, lengths, batch.norm_steps, kl_w, gen)
+            optimizer.zero_grad(set_to_none=True)
+            losses.cost.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), hps.grad_clip)
+            # every process must agree on stopping (a signal reaches them at different moments)
+            bad, stop_now = dist.all_sum([0.0 if torch.isfinite(losses.cost) else 1.0,
+                                          1.0 if stop_signal.received else 0.0], dev)
+            if bad:
+                raise TrainingError(f"the loss is not finite at step {step}; the last checkpoint is "
+                                    f"{out / LATEST} (step {last_eval + 1 if last_eval is not None else start})",
+                                    path=str(out))
+            optimizer.step()
+            row = [v.item() for v in (losses.cost, losses.r_cost, losses.kl, losses.offset, losses.pen)] + [1.0]
+            acc += row
+            if (step + 1) % log_every == 0 or step + 1 == stop_at:
+                dt = (time.perf_counter() - t_interval) / acc[5]
+                m = acc[:5] / acc[5]
+                metrics.write({"split": "train", "step": step, "lr": lr, "kl_weight": kl_w, "cost": m[0],
+                               "r_cost": m[1], "kl": m[2], "offset": m[3], "pen": m[4], "s_per_step": dt})
+                say(f"train  step {step}: lr {lr:.6f}  klw {kl_w:.4f}  cost {m[0]:.4f}  recon {m[1]:.4f}  "
+                    f"kl {m[2]:.4f}  {dt:.3f} s/step")
+                acc[:] = 0
+                t_interval = time.perf_counter()
+            early_stop = False
+            if step > 0 and step % hps.save_every == 0:
+                last_eval = step
+                early_stop = run_eval(step, kl_w)
+                t_interval = time.perf_counter()
+            step += 1
+            if progress is not None:
+                progress(1)
+            if on_step is not None:
+                on_step(step - 1, {"cost": row[0], "r_cost": row[1], "kl": row[2]})
+            if early_stop:
+                stopped = "early_stopping"
+                break
+            if stop_now:
+                stopped = "interrupted"
+                break
+        if dist.world > 1:
+            _check_replicas(model, dist, dev)
+        if stopped == "interrupted":
+            if dist.main and step > start and last_eval != step - 1:
+                save_checkpoint(out / LATEST, checkpoint(step))
+            say(f"stopped by a signal after step {step - 1}; {out / LATEST} holds step {step}: continue with --resume")
+        elif last_eval != step - 1 and step > start:
+            run_eval(step - 1, kl_weight_at(hps, step - 1))
+    finally:
+        stop_signal.restore()
+        metrics.close()
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return TrainResult(str(out), step, best, best_step, stopped, n_params, metrics.rows)
+
+
+def _check_replicas(model: SketchRNN, dist: Dist, device) -> None:
+    """DDP keeps the replicas equal; check it (one small all-reduce) rather than trust it."""
+    total = float(sum(p.detach().double().abs().sum() for p in model.parameters()))
+    mean = dist.all_sum([total], device)[0] / dist.world
+    spread = math.sqrt(dist.all_sum([(total - mean) ** 2], device)[0])
+    if spread > 1e-9 * max(1.0, mean):
+        raise TrainingError(f"the {dist.world} processes hold different weights (|w| sums spread {spread:.3g})")
+
+
+class _StopSignal:
+    """SIGINT / SIGTERM set a flag that the loop reads between steps (so a checkpoint is never taken
+    in the middle of an update); a second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = False
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = True
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sketchrnn.train ARGS` = `sketchprep train ARGS` (handy under torchrun)."""
+    from sketchprep.cli import main as cli_main
+
+    cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()
