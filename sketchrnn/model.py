@@ -285,12 +285,14 @@ class LSTMCell(nn.Module):
         """The parameters `_lstm_step` takes after the state."""
         return (self.weight_hh.t(),)
 
-    def fused(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """PyTorch's fused LSTM kernel on (T, B, I) (no recurrent dropout). Same function as `loop`."""
+    def fused(self, x: Tensor, state: tuple[Tensor, ...], onednn: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """PyTorch's fused LSTM kernel on (T, B, I) (no recurrent dropout). Same function as `loop`.
+
+        onednn=False runs PyTorch's own CPU kernel instead of oneDNN's, which is 10-20x slower on this
+        machine's CPU when the gradient comes only from a few outputs (the encoder's last ones)."""
         h0, c0 = state
         params = [self.weight_ih, self.weight_hh, self.bias + self.forget_offset, self.zero_bias]
-        # oneDNN's CPU LSTM is up to 20x slower here (benchmarks/train_speed.py), so use the native kernel.
-        with _no_mkldnn(x):
+        with contextlib.nullcontext() if onednn else _no_mkldnn(x):
             out, h, c = torch.lstm(x, (h0[None], c0[None]), params, True, 1, 0.0, self.training, False, False)
         return out, (h[0], c[0])
 
@@ -646,7 +648,7 @@ class Recurrent(nn.Module):
         impl = self.resolved_impl()
         state = self.cell.zero_state(b, x)
         if impl == "fused":
-            out, _ = self.cell.fused(x, state)
+            out, _ = self.cell.fused(x, state, onednn=False)
             return out[(lengths - 1).to(x.device), torch.arange(b, device=x.device)]
         xp = self.cell.input_projection(x)
         if impl == "compile":

@@ -90,10 +90,13 @@ def _draw_offsets(p, k: torch.Tensor, temperature: float, greedy: bool, sigma_fo
 
 @torch.no_grad()
 def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: float = 1.0, greedy: bool = False,
-           seed: int = 0, max_steps: int | None = None, sigma_form: str = "code") -> list[np.ndarray]:
+           seed: int = 0, max_steps: int | None = None, sigma_form: str = "code",
+           stop_early: bool = True) -> list[np.ndarray]:
     """Decode a batch: z (N, z_size) for a conditional model (None: z ~ N(0, I)); n drawings.
 
     Returns N stroke-3 float32 arrays in data units (last row p = 1; empty when the model ends at once).
+    Decoding stops once every drawing has ended (`stop_early=False` always runs `max_steps`, as the
+    reference's sample() does; the drawings are the same).
     """
     if sigma_form not in SIGMA_FORMS:
         raise OptionError(f"sigma form must be one of {', '.join(SIGMA_FORMS)}, got {sigma_form!r}")
@@ -134,7 +137,7 @@ def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: 
         prev[torch.arange(n, device=dev), 2 + pen] = 1.0
         out[t] = prev
         done |= pen == 2
-        if bool(done.all()):
+        if stop_early and bool(done.all()):
             t_used = t + 1
             break
     strokes5 = out[:t_used].transpose(0, 1).cpu().numpy()
