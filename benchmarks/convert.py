@@ -82,9 +82,11 @@ def command(args: list[str]) -> float:
 
 
 def peak_rss(args: list[str]) -> float:
-    code = ("import resource, sys; from sketchprep.cli import main\n"
+    """Peak resident memory (MiB) of a `sketchprep convert` subprocess: VmHWM, which exec resets (ru_maxrss
+    would include this benchmark's own memory at the time of the fork)."""
+    code = ("import re, sys; from sketchprep.cli import main\n"
             "try: main(sys.argv[1:], standalone_mode=False)\n"
-            "finally: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "finally: print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))")
     out = subprocess.run([sys.executable, "-c", code, "convert", *args, "-q"], check=True, cwd=REPO,
                          capture_output=True, text=True).stdout
     return int(out.split()[-1]) / 1024

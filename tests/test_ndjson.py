@@ -65,3 +65,13 @@ def test_any_chunk_reads_the_same_whichever_path_takes_it(extra):
     result = ndjson.parse_lines(lines, "f.ndjson", 10, 3)
     assert_same(result, per_line)
     assert result.read == 5 + (extra != "")
+
+
+def test_string_columns_read_exactly():
+    import awkward as ak
+
+    from sketchprep.sources.ndjson import _strings
+
+    for values in (["cat", "The Eiffel Tower", "a"], ["5201136883597312"] * 3, ["café", "x"], ["", "dog"], []):
+        column = ak.Array(values) if values else ak.Array(["x"])[:0]
+        assert _strings(column).tolist() == values

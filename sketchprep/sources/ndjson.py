@@ -140,9 +140,9 @@ def _parse_columnar(lines, path, first_line, input_index, words, recognized_only
         return None
     keep = np.ones(n, dtype=bool)
     filtered: Counter = Counter()
-    word_list = ak.to_list(records["word"])
+    word_array = _strings(records["word"])
     if words is not None:
-        wanted = np.fromiter((w in words for w in word_list), dtype=bool, count=n)
+        wanted = np.isin(word_array, list(words))
         filtered["other_word"] = int((~wanted).sum())
         keep &= wanted
     if recognized_only:
@@ -167,12 +167,31 @@ def _parse_columnar(lines, path, first_line, input_index, words, recognized_only
     raw[stroke_owner[three]] = True
     kept = np.flatnonzero(keep)
     linenos = first_line + line_index[kept]
-    ids = np.asarray(ak.to_list(records["key_id"]), dtype=str)[kept] if n else np.zeros(0, "<U1")
-    labels = np.asarray(word_list, dtype=str)[kept] if n else np.zeros(0, "<U1")
+    ids = _strings(records["key_id"])[kept]
+    labels = word_array[kept]
     flat = FlatDrawings(points, _offsets(n_points[chosen]), _offsets(strokes_per_drawing[kept]))
     kinds = np.where(raw[kept], KIND_RAW, KIND_SIMPLIFIED).astype(np.uint8)
     return SourceBatch(flat, kinds, ids, labels, (input_index << 32) | linenos, [], filtered, n,
                        {input_index: path})
+
+
+def _strings(column) -> np.ndarray:
+    """An awkward string column as a numpy unicode array, without a Python string per row when it is
+    plain ASCII (key_ids and words always are); other text goes through Python."""
+    import awkward as ak
+
+    layout = column.layout
+    offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+    chars = np.asarray(layout.content.data)[offsets[0]:offsets[-1]]
+    lengths = np.diff(offsets)
+    if len(lengths) == 0 or lengths.max() == 0:
+        return np.full(len(lengths), "", dtype="<U1")
+    if lengths.min() == 0 or chars.min() == 0 or chars.max() >= 128:  # "" and NUL would not survive S dtype
+        return np.asarray(ak.to_list(column), dtype=str)
+    width = int(lengths.max())
+    padded = np.zeros((len(lengths), width), dtype=np.uint8)
+    padded[np.repeat(np.arange(len(lengths)), lengths), _ranges(np.zeros(len(lengths), np.int64), lengths)] = chars
+    return padded.view(f"S{width}").ravel().astype(f"U{width}")
 
 
 def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: list[bytes], line_index: np.ndarray) -> None:
