@@ -236,3 +236,14 @@ def test_commands_without_torch():
                           timeout=60).stdout.strip() == "False"
     assert os.path.exists(REPO / "pipelines" / "presets" / "small_dataset.json")
     assert math.isfinite(1.0)
+
+
+def test_unconditional_model_trains_and_samples(tmp_path):
+    data = tiny_dataset(tmp_path / "tiny.npz")
+    train([data], tmp_path / "run", HParams(**TINY, conditional=False), max_steps=2)
+    run = load_run(tmp_path / "run")
+    assert run.model.encoder is None
+    drawings = sample(run, n=3, temperature=0.5)
+    assert len(drawings) == 3
+    with pytest.raises(Exception, match="unconditional"):
+        encode(run, [np.array([[1, 1, 1]], np.float32)])
