@@ -518,10 +518,13 @@ def train(data, out_dir, preset, sets, resume, overwrite, max_steps, patience, d
             hps = HParams.from_dict(_read_preset(preset), source=preset)
         hps = hps.with_overrides(list(sets))
     if overwrite:
+        import contextlib
+
         for name in ("latest.pt", "best.pt"):
-            path = os.path.join(out_dir, name)
-            if os.path.exists(path):
-                os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # under torchrun every process tries
+                os.unlink(os.path.join(out_dir, name))
+    worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks
+    quiet = quiet or worker
     log = None if quiet else functools.partial(click.echo, err=True)
     bar_total = max_steps if max_steps is not None else (hps.num_steps if hps else None)
     with _progress_bar(quiet, total=bar_total, unit=" steps", desc="train") as bar:
@@ -529,6 +532,8 @@ def train(data, out_dir, preset, sets, resume, overwrite, max_steps, patience, d
             log = bar.write
         result = run_train(data, out_dir, hps, resume=resume, max_steps=max_steps, device=device, rnn_impl=rnn_impl,
                            patience=patience, log_every=log_every, log=log, progress=bar.update)
+    if worker:
+        return
     best = f"best valid cost {result.best_valid_cost:.4f} at step {result.best_step}" \
         if result.best_step is not None else "no evaluation yet"
     click.echo(f"{result.out_dir}: {result.step} steps ({result.stopped.replace('_', ' ')}); {best}; "
