@@ -14,7 +14,6 @@ the forget bias 1.0 as a constant; the fused kernel's second bias is a zero buff
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional, Tuple
@@ -285,15 +284,11 @@ class LSTMCell(nn.Module):
         """The parameters `_lstm_step` takes after the state."""
         return (self.weight_hh.t(),)
 
-    def fused(self, x: Tensor, state: tuple[Tensor, ...], onednn: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """PyTorch's fused LSTM kernel on (T, B, I) (no recurrent dropout). Same function as `loop`.
-
-        onednn=False runs PyTorch's own CPU kernel instead of oneDNN's, which is 10-20x slower on this
-        machine's CPU when the gradient comes only from a few outputs (the encoder's last ones)."""
+    def fused(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """PyTorch's fused LSTM kernel on (T, B, I) (no recurrent dropout). Same function as `loop`."""
         h0, c0 = state
         params = [self.weight_ih, self.weight_hh, self.bias + self.forget_offset, self.zero_bias]
-        with contextlib.nullcontext() if onednn else _no_mkldnn(x):
-            out, h, c = torch.lstm(x, (h0[None], c0[None]), params, True, 1, 0.0, self.training, False, False)
+        out, h, c = torch.lstm(x, (h0[None], c0[None]), params, True, 1, 0.0, self.training, False, False)
         return out, (h[0], c[0])
 
 
@@ -400,21 +395,6 @@ def make_cell(kind: str, input_size: int, hidden_size: int, hps: HParams) -> nn.
     if kind == "layer_norm":
         return LayerNormLSTMCell(input_size, hidden_size)
     return HyperLSTMCell(input_size, hidden_size, hps.hyper_num_units, hps.hyper_embedding_size)
-
-
-@contextlib.contextmanager
-def _no_mkldnn(x: Tensor):
-    """oneDNN off for the enclosed calls (CPU only). Set directly: `torch.backends.mkldnn.flags` also
-    resets a TF32 setting and warns on every call."""
-    if x.device.type != "cpu" or not hasattr(torch._C, "_set_mkldnn_enabled"):
-        yield
-        return
-    before = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
-    try:
-        yield
-    finally:
-        torch._C._set_mkldnn_enabled(before)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -648,7 +628,7 @@ class Recurrent(nn.Module):
         impl = self.resolved_impl()
         state = self.cell.zero_state(b, x)
         if impl == "fused":
-            out, _ = self.cell.fused(x, state, onednn=False)
+            out, _ = self.cell.fused(x, state)
             return out[(lengths - 1).to(x.device), torch.arange(b, device=x.device)]
         xp = self.cell.input_projection(x)
         if impl == "compile":

@@ -225,20 +225,37 @@ class MetricsLog:
 # the loop
 
 
-def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, *, resume: bool = False,
-          max_steps: int | None = None, device: str = "auto", rnn_impl: str = "auto", patience: int = 0,
-          log_every: int = 20, log: Callable[[str], None] | None = None,
-          progress: Callable[[int], None] | None = None,
-          on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+def flush_denormal_enabled() -> bool:
+    """Whether this thread flushes subnormal floats to zero (torch has a setter but no getter)."""
+    return torch.tensor([1e-39], dtype=torch.float32).mul(1.0).item() == 0.0
+
+
+def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, **options) -> TrainResult:
     """Train sketch-rnn on `.npz` files into `out_dir` (best.pt, latest.pt, hparams.json, metrics.jsonl).
 
-    resume: continue from out_dir/latest.pt (its hparams and data files; `data_paths` may be empty).
-    max_steps: stop when this many steps are done in total (default: hps.num_steps).
-    patience: stop after this many evaluations without a better valid cost (0: never).
-    log: receives one line per `log_every` steps and per evaluation; progress: called with 1 per step;
+    Options (keywords): resume: continue from out_dir/latest.pt (its hparams and data files;
+    `data_paths` may be empty); max_steps: stop when this many steps are done in total (default:
+    hps.num_steps); device ("auto"); rnn_impl ("auto", see SketchRNN.set_rnn_impl); patience: stop
+    after this many evaluations without a better valid cost (0: never); log_every (20); log: receives
+    one line per `log_every` steps and per evaluation; progress: called with 1 per step;
     on_step(step, metrics): called after every update (tests use it to interrupt a run).
+
+    Subnormal floats are flushed to zero while it runs (subnormal gradients make the CPU backward
+    ~10x slower, PERF.md) and the thread's previous setting is restored afterwards.
     """
-    torch.set_flush_denormal(True)  # subnormal gradients make the CPU backward ~10x slower (PERF.md)
+    previous = flush_denormal_enabled()
+    torch.set_flush_denormal(True)
+    try:
+        return _train(data_paths, out_dir, hps, **options)
+    finally:
+        torch.set_flush_denormal(previous)
+
+
+def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, *, resume: bool = False,
+           max_steps: int | None = None, device: str = "auto", rnn_impl: str = "auto", patience: int = 0,
+           log_every: int = 20, log: Callable[[str], None] | None = None,
+           progress: Callable[[int], None] | None = None,
+           on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     out = Path(out_dir)
     dist, dev = init_distributed(device)
     say = (log or (lambda s: None)) if dist.main else (lambda s: None)

@@ -213,3 +213,15 @@ def test_learning_for_real_on_aaron_sheep(tmp_path):
     assert [r["step"] for r in valid] == [100, 200, 299]
     assert valid[-1]["r_cost"] < before["r_cost"] - 0.5, (before, valid)
     assert valid[-1]["r_cost"] < valid[0]["r_cost"]
+
+
+def test_train_restores_the_callers_float_mode(data, tmp_path):
+    """Flush-denormal is on while training (PERF.md) and off again afterwards (other code, e.g.
+    Hypothesis, needs subnormal floats)."""
+    from sketchrnn.train import flush_denormal_enabled
+
+    assert not flush_denormal_enabled()
+    seen = []
+    train([data], tmp_path / "run", HParams(**TINY), max_steps=1, on_step=lambda s, m: seen.append(
+        flush_denormal_enabled()))
+    assert seen == [True] and not flush_denormal_enabled()
