@@ -468,8 +468,8 @@ def _expand_data(paths) -> list[str]:
 @click.option("--rnn-impl", type=click.Choice(["auto", "fused", "loop", "script", "compile"]), default="auto",
               help="How the RNNs run (same results up to rounding): auto = PyTorch's fused LSTM kernel where the "
                    "cell allows it (lstm without recurrent dropout), else a Python loop over the cell; script = "
-                   "that loop compiled by TorchScript; compile = the cell step compiled by torch.compile (about "
-                   "2x faster for layer_norm, hyper and recurrent dropout on CPU, after ~1 minute of compiling).")
+                   "that loop compiled by TorchScript; compile = the cell step compiled by torch.compile (1.3-1.5x "
+                   "faster for layer_norm and hyper on CPU, after up to a minute of compiling).")
 @click.option("--threads", type=int, default=None, show_default="torch's default",
               help="CPU threads for torch.")
 @click.option("--log-every", type=int, default=20, help="Steps between log lines.")
@@ -480,10 +480,10 @@ def train(data, out_dir, preset, sets, resume, overwrite, max_steps, patience, d
     """Train sketch-rnn on one or more .npz datasets (concatenated per split).
 
     \b
-    The model, its hparams (REFERENCE defaults: enc 256, dec 512, z 128, 20 mixtures, batch 100,
+    The model, its hparams (Magenta's defaults: enc 256, dec 512, z 128, 20 mixtures, batch 100,
     recurrent dropout keep 0.9, augmentation) and the loop follow Magenta's sketch-rnn; see the
     README's Training section for every hparam and for what differs from the reference. Every
-    --save-every steps (hparam save_every, 500) the whole valid split is evaluated; the best model
+    save_every steps (an hparam, default 500) the whole valid split is evaluated; the best model
     goes to best.pt, the newest to latest.pt. Ctrl-C saves latest.pt and stops; --resume continues
     exactly where the run stopped. Several processes: torchrun --nproc_per_node=N -m sketchprep train ...
 
