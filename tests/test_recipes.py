@@ -44,3 +44,16 @@ def test_recipe_runs_on_real_data_and_then_skips(tmp_path, recipe, make_input, e
     assert " ran " not in second and second.count("skipped") == first.count(" ran ")
     pictures = list(out.rglob("*.png"))
     assert pictures and all(p.stat().st_size > 1000 for p in pictures)
+
+
+def test_quickstart_recipe_runs_end_to_end_and_then_skips(tmp_path):
+    """The README's main job, with a shorter training run."""
+    out = tmp_path / "quickstart"
+    short = ["--set", "train.max_steps=20", "--set", "sample.n=4"]
+    first = run("quickstart.toml", out, *short)
+    assert first.count(" ran ") == 6 and "failed" not in first
+    for name in ("dataset.npz", "grid.png", "samples.png", "run/best.pt", "run/latest.pt", "report.md"):
+        assert (out / name).exists(), name
+    assert "| sample | ran |" in (out / "report.md").read_text()
+    second = run("quickstart.toml", out, *short)
+    assert second.count("skipped") == 6
