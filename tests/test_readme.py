@@ -14,7 +14,7 @@ def test_readme_opens_with_two_commands():
     commands = setup_commands()
     assert len(commands) == 2
     main_job, tests = commands
-    assert "pip install -e ." in main_job and "sketchprep" in main_job
+    assert "pip install -q -e '.[train]'" in main_job and "sketchprep pipeline run pipelines/quickstart.toml" in main_job
     assert "pytest" in tests
 
 
