@@ -39,6 +39,7 @@ SPLITS = ("train", "valid", "test")
 QUICKDRAW_SIZE = 255.0
 QUICKDRAW_EPSILON = 2.0
 FIT_TRIES = 8          # --fit: epsilon grows by half the original each try, up to 5x
+TAKE_BLOCK = 8192      # sketches gathered at a time when reordering kept sketches
 MAX_PROBLEMS_KEPT = 100  # examples of bad input named in the report (all are counted)
 
 # Drop reasons that mean "this input is broken" (fatal with --strict); the others are dataset policy.
@@ -224,10 +225,15 @@ class Kept:
         return self.rows[self.row_offsets[i]:self.row_offsets[i + 1]]
 
     def take(self, idx: np.ndarray) -> "Kept":
+        """The sketches at `idx`, in that order (a copy)."""
         idx = np.asarray(idx, dtype=np.int64)
         lengths = self.row_offsets[idx + 1] - self.row_offsets[idx]
-        rows = self.rows[_ranges(self.row_offsets[idx], lengths)]
-        return Kept(rows, _offsets(lengths), self.ids[idx], self.labels[idx], self.order[idx], self.hashes[idx])
+        new_offsets = _offsets(lengths)
+        rows = np.empty((int(new_offsets[-1]), 3), dtype=self.rows.dtype)
+        for a in range(0, len(idx), TAKE_BLOCK):  # blocks bound the int64 row indices to a few MB
+            b = min(a + TAKE_BLOCK, len(idx))
+            rows[new_offsets[a]:new_offsets[b]] = self.rows[_ranges(self.row_offsets[idx[a:b]], lengths[a:b])]
+        return Kept(rows, new_offsets, self.ids[idx], self.labels[idx], self.order[idx], self.hashes[idx])
 
     @staticmethod
     def empty() -> "Kept":
@@ -433,34 +439,38 @@ def sketch_hashes(rows: np.ndarray, row_offsets: np.ndarray) -> np.ndarray:
         return _mix64(h ^ (lengths.astype(np.uint64) * _GOLDEN))
 
 
-def dedupe(kept: Kept) -> tuple[Kept, int]:
-    """Remove exact duplicate sketches, keeping the one earliest in the input stream.
+def unique(kept: Kept) -> np.ndarray:
+    """Indices (ascending) of the sketches that are not an exact duplicate of one earlier in the input
+    stream.
 
     Sketches with equal content hashes are compared row by row with the earliest of their hash group
     (vectorised); a group where some member differs from it (a 64-bit hash collision) is resolved by
     comparing every member with each kept one.
     """
+    everything = np.arange(kept.n)
     if kept.n < 2:
-        return kept, 0
+        return everything
     idx = np.lexsort((kept.order, kept.hashes))
     h = kept.hashes[idx]
     same_as_prev = np.zeros(len(idx), dtype=bool)
     same_as_prev[1:] = h[1:] == h[:-1]
     if not same_as_prev.any():
-        return kept, 0
+        return everything
     group_start = np.maximum.accumulate(np.where(same_as_prev, 0, np.arange(len(idx))))
     cand = idx[same_as_prev]                   # later members of a hash group
     group = group_start[same_as_prev]
     first = idx[group]                         # the earliest member of the same group
     lengths = np.diff(kept.row_offsets)
     same = lengths[cand] == lengths[first]
-    if same.any():
-        n = lengths[cand[same]]
-        rows_a = _ranges(kept.row_offsets[cand[same]], n)
-        rows_b = rows_a - np.repeat(kept.row_offsets[cand[same]] - kept.row_offsets[first[same]], n)
+    pairs = np.flatnonzero(same)
+    for a in range(0, len(pairs), TAKE_BLOCK):  # compare row by row, a block of pairs at a time
+        block = pairs[a:a + TAKE_BLOCK]
+        n = lengths[cand[block]]
+        rows_a = _ranges(kept.row_offsets[cand[block]], n)
+        rows_b = rows_a - np.repeat(kept.row_offsets[cand[block]] - kept.row_offsets[first[block]], n)
         r = kept.rows
         differs = (r[rows_a, 0] != r[rows_b, 0]) | (r[rows_a, 1] != r[rows_b, 1]) | (r[rows_a, 2] != r[rows_b, 2])
-        same[np.flatnonzero(same)] = ~np.logical_or.reduceat(differs, _offsets(n)[:-1])
+        same[block] = ~np.logical_or.reduceat(differs, _offsets(n)[:-1])
     mask = np.ones(kept.n, dtype=bool)
     mask[cand[same]] = False
     starts = np.flatnonzero(~same_as_prev)
@@ -473,15 +483,23 @@ def dedupe(kept: Kept) -> tuple[Kept, int]:
                 mask[m] = False
             else:
                 reps.append(s)
-    dropped = kept.n - int(mask.sum())
-    return (kept.take(np.flatnonzero(mask)), dropped) if dropped else (kept, 0)
+    return np.flatnonzero(mask)
 
 
-def shuffle_order(kept: Kept, seed: int) -> np.ndarray:
-    """Indices of the kept sketches in seeded priority order (independent of input order)."""
+def dedupe(kept: Kept) -> tuple[Kept, int]:
+    """Remove exact duplicate sketches, keeping the one earliest in the input stream; returns the
+    remaining sketches and how many were removed."""
+    keep = unique(kept)
+    return (kept.take(keep), kept.n - len(keep)) if len(keep) < kept.n else (kept, 0)
+
+
+def shuffle_order(kept: Kept, seed: int, among: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the kept sketches (or of those listed in `among`) in seeded priority order, a hash of
+    each sketch's content: independent of the input order and of how the work was divided."""
+    idx = np.arange(kept.n) if among is None else np.asarray(among, dtype=np.int64)
     seed_mix = _mix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ _GOLDEN)[0]
-    priority = _mix64(kept.hashes ^ seed_mix)
-    return np.lexsort((kept.order, priority))
+    priority = _mix64(kept.hashes[idx] ^ seed_mix)
+    return idx[np.lexsort((kept.order[idx], priority))]
 
 
 def split_sizes(n: int, split: tuple[float, float, float], multiple: int) -> tuple[int, int, int]:
@@ -540,11 +558,13 @@ class SplitResult:
 
 def make_splits(kept: Kept, opts: ConvertOptions) -> SplitResult:
     """Dedupe, order by the seeded hash and cut into train/valid/test."""
-    kept, duplicates = dedupe(kept)
-    order = shuffle_order(kept, opts.seed)
-    sizes = split_sizes(kept.n, opts.split, opts.multiple)
-    classes, class_of = np.unique(kept.labels, return_inverse=True)
-    classes = classes.tolist()
+    keep = unique(kept)
+    duplicates = kept.n - len(keep)
+    order = shuffle_order(kept, opts.seed, keep)  # indices into `kept`: no deduplicated copy is made
+    sizes = split_sizes(len(keep), opts.split, opts.multiple)
+    class_names = np.unique(kept.labels[keep])
+    class_of = np.searchsorted(class_names, kept.labels)  # valid for every drawing that can be selected
+    classes = class_names.tolist()
     multi = len(classes) > 1
     splits, ids, labels, counts = {}, {}, {}, {}
     start = 0
@@ -557,7 +577,7 @@ def make_splits(kept: Kept, opts: ConvertOptions) -> SplitResult:
         if multi:
             labels[name] = class_of[idx].astype(np.int32)
         counts[name] = int(size)
-    unused = kept.n - sum(sizes)
+    unused = len(keep) - sum(sizes)
     fractions = all(p <= 1 for p in opts.split)
     return SplitResult(splits, ids, labels if multi else None, classes if multi else classes[:1], counts, duplicates,
                        unused if fractions else 0, 0 if fractions else unused)
