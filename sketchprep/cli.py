@@ -468,7 +468,7 @@ def _expand_data(paths) -> list[str]:
 @click.option("--rnn-impl", type=click.Choice(["auto", "fused", "loop", "script", "compile"]), default="auto",
               help="How the RNNs run (same results up to rounding): auto = PyTorch's fused LSTM kernel where the "
                    "cell allows it (lstm without recurrent dropout), else a Python loop over the cell; script = "
-                   "that loop compiled by TorchScript; compile = the cell step compiled by torch.compile (1.3-1.5x "
+                   "that loop compiled by TorchScript; compile = the cell step compiled by torch.compile (1.1-1.5x "
                    "faster for layer_norm and hyper on CPU, after up to a minute of compiling).")
 @click.option("--threads", type=int, default=None, show_default="torch's default",
               help="CPU threads for torch.")

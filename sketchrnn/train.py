@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m sketchrnn.train ARGS` = `sketchprep train ARGS` (handy under torchrun)."""
     from sketchprep.cli import main as cli_main
 
-    cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    cli_main(["train", *(sys.argv[1:] if argv is None else argv)], prog_name="sketchprep")
 
 
 if __name__ == "__main__":
