@@ -67,7 +67,7 @@ def _read_dir(folder: Path) -> dict[str, Drawing]:
     out: dict[str, Drawing] = {}
     for i, path in enumerate(sorted(folder.glob("*.ndjson"))):
         with open(path, "rb") as f:
-            batch = ndjson_source.parse_lines(f.readlines(), str(path), 1, i)
+            batch = ndjson_source.parse_lines(f.read(), str(path), 1, i)
         for d, key in enumerate(batch.ids):
             out[str(key)] = [s.copy() for s in batch.flat.drawing(d)]
     return out

@@ -44,7 +44,7 @@ def real_strokes(data: Path) -> tuple[FlatDrawings, FlatDrawings]:
     parts = []
     for i, path in enumerate(sorted((data / "quickdraw_raw_ndjson").glob("*.ndjson"))):
         with open(path, "rb") as f:
-            parts.append(ndjson_source.parse_lines(f.readlines(), str(path), 1, i).flat)
+            parts.append(ndjson_source.parse_lines(f.read(), str(path), 1, i).flat)
     flat = normalize_flat(concat_flat(parts), 255.0)
     return flat, resample_flat(flat, 1.0)
 

@@ -146,10 +146,12 @@ def _is_drawing_file(path: str) -> bool:
     return ndjson_source.is_ndjson(path) or bin_source.is_bin(path) or path.lower().endswith(SVG_SUFFIXES)
 
 
-def _tasks(files: list[str], opts: ConvertOptions) -> Iterator[tuple]:
-    """Units of work: ("ndjson", path, input_index, first_line, lines, bytes),
+def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False) -> Iterator[tuple]:
+    """Units of work: ("ndjson_range", path, input_index, start, end, first_line or None),
+    ("ndjson", path, input_index, first_line, blob of lines, bytes),
     ("bin", path, input_index, first_record, data, truncated, bytes) and ("svg", [(input_index, path), ...], bytes)."""
     svg_files: list[tuple[int, str]] = []
+    line_counts: dict[int, int] = {}
     for index, path in enumerate(files):
         if bin_source.is_bin(path):
             try:
@@ -160,16 +162,27 @@ def _tasks(files: list[str], opts: ConvertOptions) -> Iterator[tuple]:
                         done = nbytes
             except OSError as e:
                 raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
+        elif ndjson_source.is_ndjson(path) and path != "-" and not path.endswith(".gz"):
+            # a plain file: workers read their own chunk (the main process only finds the line boundaries);
+            # line numbers follow from the line counts that come back with the results, in order
+            try:
+                for start, end in ndjson_source.byte_ranges(path):
+                    first = None
+                    if absolute_lines:  # shards must number lines they never process
+                        blob = ndjson_source.read_range(path, start, end)
+                        first, line_counts[index] = line_counts.get(index, 1), \
+                            line_counts.get(index, 1) + ndjson_source.count_lines(blob)
+                    yield ("ndjson_range", path, index, start, end, first)
+            except OSError as e:
+                raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
         elif ndjson_source.is_ndjson(path):
             try:
                 stream = ndjson_source.open_lines(path)
             except OSError as e:
                 raise InputError(f"cannot open: {e.strerror or e}", path=path) from None
             try:
-                done = 0
-                for first, lines, nbytes in ndjson_source.iter_line_chunks(stream):
-                    yield ("ndjson", path, index, first, lines, nbytes - done)
-                    done = nbytes
+                for first, blob, nbytes in ndjson_source.iter_line_chunks(stream):
+                    yield ("ndjson", path, index, first, blob, nbytes)
             except (OSError, EOFError) as e:  # e.g. a truncated .gz
                 raise InputError(f"cannot read: {e}", path=path) from None
             finally:
@@ -191,8 +204,8 @@ def _svg_task(svg_files: list[tuple[int, str]]) -> tuple:
 def _read_task(task: tuple, opts: ConvertOptions) -> SourceBatch:
     kind = task[0]
     if kind == "ndjson":
-        _, path, index, first, lines, _ = task
-        return ndjson_source.parse_lines(lines, path, first, index, opts.words, opts.recognized_only)
+        _, path, index, first, blob, _ = task
+        return ndjson_source.parse_lines(blob, path, first, index, opts.words, opts.recognized_only)
     if kind == "bin":
         _, path, index, first, data, truncated, _ = task
         return bin_source.parse_records(data, path, first, index, truncated, opts.words, opts.recognized_only)
@@ -223,6 +236,25 @@ class Kept:
 
     def sketch(self, i: int) -> np.ndarray:
         return self.rows[self.row_offsets[i]:self.row_offsets[i + 1]]
+
+    # What workers send back is a third smaller with labels as codes and ASCII ids as bytes (measured:
+    # on 2 cores, simplified Quick, Draw! collects 1.6x instead of 1.4x faster with 2 workers than with 1).
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        classes, codes = np.unique(self.labels, return_inverse=True)
+        state["labels"] = (classes, codes.astype(np.int32))
+        try:
+            state["ids"] = self.ids.astype(bytes)
+        except UnicodeEncodeError:
+            pass
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        classes, codes = state["labels"]
+        state["labels"] = classes[codes]
+        if state["ids"].dtype.kind == "S":
+            state["ids"] = state["ids"].astype(str)
+        self.__dict__.update(state)
 
     def take(self, idx: np.ndarray) -> "Kept":
         """The sketches at `idx`, in that order (a copy)."""
@@ -262,13 +294,29 @@ class ChunkResult:
     filtered: Counter
     read: int
     fitted: int = 0
-    source_counts: dict = field(default_factory=dict)  # path -> [read, kept]
+    source_counts: dict = field(default_factory=dict)  # input index -> [read, kept]
+    relative_to: int | None = None  # input whose lines this chunk numbered from 1 (see collect)
+    lines: int = 0                  # lines in that chunk
+
+    def shift_lines(self, by: int) -> None:
+        """Renumber this chunk's lines (order keys and problems) `by` lines further down its input."""
+        self.kept.order = self.kept.order + by
+        for p in self.problems:
+            if p.line is not None:
+                p.line += by
 
 
 def process_task(task: tuple, opts: ConvertOptions) -> ChunkResult:
     """Read one unit of work and run every per-drawing step on it."""
-    batch = _read_task(task, opts)
-    return process_batch(batch, opts)
+    if task[0] == "ndjson_range":
+        _, path, index, start, end, first = task
+        blob = ndjson_source.read_range(path, start, end)
+        result = process_batch(ndjson_source.parse_lines(blob, path, first or 1, index, opts.words,
+                                                         opts.recognized_only), opts)
+        if first is None:  # lines numbered from 1 within the chunk: `collect` shifts them, in order
+            result.relative_to, result.lines = index, ndjson_source.count_lines(blob)
+        return result
+    return process_batch(_read_task(task, opts), opts)
 
 
 def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
@@ -622,10 +670,15 @@ def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], N
     report = ConvertReport()
     report.sources = {f: {"read": 0, "kept": 0} for f in files}
     parts: list[Kept] = []
-    tasks = _tasks(files, opts)
+    tasks = _tasks(files, opts, absolute_lines=shard is not None)
     if shard is not None:
         tasks = (t for k, t in enumerate(tasks) if k % shard[1] == shard[0])
+    next_line: dict[int, int] = {}
     for result in _run(tasks, opts):
+        if result.relative_to is not None:
+            first = next_line.get(result.relative_to, 1)
+            result.shift_lines(first - 1)
+            next_line[result.relative_to] = first + result.lines
         if opts.strict and result.problems:
             raise InputError(result.problems[0].message, path=result.problems[0].path, line=result.problems[0].line)
         parts.append(result.kept)
@@ -655,6 +708,7 @@ def _run(tasks: Iterator[tuple], opts: ConvertOptions) -> Iterator[ChunkResult]:
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    ndjson_source.preload()
     with ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx) as pool:
         pending = []
         try:

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import SAMPLE, shared_data
 from sketchprep.sources import ndjson
-from sketchprep.sources.ndjson import _parse_columnar, _parse_per_line, iter_line_chunks, open_lines
+from sketchprep.sources.ndjson import _parse_columnar, _parse_per_line, iter_line_chunks, open_lines, split_lines
 
 from test_convert import line, many_lines
 
@@ -31,9 +31,9 @@ def test_columnar_path_equals_per_line_path_on_real_files(folder, filters):
     files = sorted(shared_data(folder).glob("*.ndjson"))[:40]
     used = 0
     for index, f in enumerate(files):
-        for first, lines, _ in chunks(f):
-            fast = _parse_columnar(lines, str(f), first, index, *filters)
-            slow = _parse_per_line(lines, str(f), first, index, *filters)
+        for first, blob, _ in chunks(f):
+            fast = _parse_columnar(blob, str(f), first, index, *filters)
+            slow = _parse_per_line(split_lines(blob), str(f), first, index, *filters)
             assert fast is not None, f"{f}:{first}: the columnar path refused a well-formed chunk"
             assert_same(fast, slow)  # fractional coordinates included: re-read exactly
             used += 1
@@ -42,10 +42,10 @@ def test_columnar_path_equals_per_line_path_on_real_files(folder, filters):
 
 def test_bundled_sample_takes_the_columnar_path_and_reads_the_same():
     for index, f in enumerate(sorted(SAMPLE.glob("*.gz"))):
-        for first, lines, _ in chunks(f):
-            fast = _parse_columnar(lines, str(f), first, index, None, False)
+        for first, blob, _ in chunks(f):
+            fast = _parse_columnar(blob, str(f), first, index, None, False)
             assert fast is not None
-            assert_same(fast, _parse_per_line(lines, str(f), first, index))
+            assert_same(fast, _parse_per_line(split_lines(blob), str(f), first, index))
 
 
 @pytest.mark.parametrize("extra", [
@@ -61,8 +61,8 @@ def test_bundled_sample_takes_the_columnar_path_and_reads_the_same():
 ])
 def test_any_chunk_reads_the_same_whichever_path_takes_it(extra):
     lines = [(ln + "\n").encode() for ln in many_lines(5, raw=True)[:2] + [extra] + many_lines(3)]
-    per_line = _parse_per_line(lines, "f.ndjson", 10, 3)
-    result = ndjson.parse_lines(lines, "f.ndjson", 10, 3)
+    per_line = _parse_per_line([ln.rstrip(b"\n") for ln in lines], "f.ndjson", 10, 3)
+    result = ndjson.parse_lines(b"".join(lines), "f.ndjson", 10, 3)
     assert_same(result, per_line)
     assert result.read == 5 + (extra != "")
 
@@ -75,3 +75,30 @@ def test_string_columns_read_exactly():
     for values in (["cat", "The Eiffel Tower", "a"], ["5201136883597312"] * 3, ["café", "x"], ["", "dog"], []):
         column = ak.Array(values) if values else ak.Array(["x"])[:0]
         assert _strings(column).tolist() == values
+
+
+@pytest.mark.parametrize("text", [b"", b"a\n", b"a\nb", b"a\n\nb\n", b"\n\n", b"x" * 50 + b"\n" + b"y" * 70])
+def test_chunks_are_whole_lines_numbered_like_file_iteration(text, tmp_path):
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(text)
+    with open(path, "rb") as f:
+        expected = [ln.rstrip(b"\n") for ln in f]
+    with open(path, "rb") as f:
+        chunks = list(iter_line_chunks(f, chunk_bytes=7))
+    got = [ln for _, blob, _ in chunks for ln in split_lines(blob)]
+    assert got == expected
+    firsts = [first for first, _, _ in chunks]
+    assert firsts == [1 + sum(len(split_lines(b)) for _, b, _ in chunks[:i]) for i in range(len(chunks))]
+
+
+@pytest.mark.parametrize("text", [b"", b"a\n", b"a\nb", b"a\n\nb\n", b"\n\n", b"x" * 50 + b"\n" + b"y" * 70,
+                                  b"abcdef\n" * 9, b"abcdefg\n" * 9])
+def test_byte_ranges_cut_the_chunks_that_streaming_cuts(text, tmp_path):
+    from sketchprep.sources.ndjson import byte_ranges, read_range
+
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(text)
+    with open(path, "rb") as f:
+        streamed = [blob for _, blob, _ in iter_line_chunks(f, chunk_bytes=7)]
+    ranges = list(byte_ranges(str(path), chunk_bytes=7))
+    assert [read_range(str(path), a, b) for a, b in ranges] == streamed

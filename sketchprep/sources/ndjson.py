@@ -59,34 +59,79 @@ def open_lines(path: str) -> BinaryIO:
 CHUNK_BYTES = 1 << 20
 
 
-def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, list[bytes], int]]:
-    """Yield (first line number (1-based), whole lines of about `chunk_bytes`, bytes read so far).
+def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (first line number (1-based), whole lines of about `chunk_bytes` as one bytes object, its size).
 
-    Chunks depend only on the stream's content, so every run (and every shard) cuts them alike.
+    One bytes object per chunk is cheap to hand to a worker process (no Python object per line), and
+    the chunks depend only on the stream's content, so every run (and every shard) cuts them alike.
     """
     first = 1
-    nbytes = 0
     while True:
-        lines = stream.readlines(chunk_bytes)
-        if not lines:
+        blob = stream.read(chunk_bytes)
+        if not blob:
             return
-        nbytes += sum(map(len, lines))
-        yield first, lines, nbytes
-        first += len(lines)
+        if not blob.endswith(b"\n"):
+            blob += stream.readline()  # finish the last line
+        yield first, blob, len(blob)
+        first += count_lines(blob)
 
 
-def parse_lines(lines: list[bytes], path: str, first_line: int, input_index: int,
+def byte_ranges(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges of a plain file's whole lines, about `chunk_bytes` each: the same chunks
+    as `iter_line_chunks`, found by seeking, so that workers can read them themselves."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        start = 0
+        while start < size:
+            end = min(size, start + chunk_bytes)
+            if end < size:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    f.readline()  # finish the line the boundary falls in
+                    end = f.tell()
+            yield start, end
+            start = end
+
+
+def read_range(path: str, start: int, end: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(end - start)
+
+
+def count_lines(blob: bytes) -> int:
+    return blob.count(b"\n") + (bool(blob) and not blob.endswith(b"\n"))
+
+
+def split_lines(blob: bytes) -> list[bytes]:
+    """The lines of a chunk, as file iteration would give them (without their newline)."""
+    lines = blob.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def parse_lines(blob: bytes, path: str, first_line: int, input_index: int,
                 words: frozenset[str] | None = None, recognized_only: bool = False) -> SourceBatch:
-    """Parse ndjson lines into a `SourceBatch` (one drawing per line; blank lines are skipped).
+    """Parse a chunk of ndjson lines into a `SourceBatch` (one drawing per line; blank lines are skipped).
 
     Chunks in Google's own layout go through a columnar parser (awkward's JSON reader with a schema:
     no Python object per number); any other chunk (another key_id type, a missing field, a malformed
     line, a bad stroke) through the per-line parser, which finds and reports each bad line.
     """
-    batch = _parse_columnar(lines, path, first_line, input_index, words, recognized_only)
+    batch = _parse_columnar(blob, path, first_line, input_index, words, recognized_only)
     if batch is None:
-        batch = _parse_per_line(lines, path, first_line, input_index, words, recognized_only)
+        batch = _parse_per_line(split_lines(blob), path, first_line, input_index, words, recognized_only)
     return batch
+
+
+def preload() -> None:
+    """Import the columnar reader now: worker processes forked afterwards share it instead of each
+    spending ~0.4 s importing it."""
+    try:
+        import awkward  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
 
 
 # Google's ndjson layout. awkward's reader needs every listed field in every line, in any order.
@@ -102,19 +147,22 @@ _SCHEMA = {
 }
 
 
-def _parse_columnar(lines, path, first_line, input_index, words, recognized_only) -> SourceBatch | None:
+def _parse_columnar(blob, path, first_line, input_index, words, recognized_only) -> SourceBatch | None:
     """The fast path: the whole chunk at once, or None when it is not entirely well-formed."""
     try:
         import awkward as ak
     except ImportError:  # pragma: no cover - awkward is a dependency; the per-line path does the same work
         return None
     try:
-        records = ak.from_json(b"".join(lines), line_delimited=True, schema=_SCHEMA)
+        records = ak.from_json(blob, line_delimited=True, schema=_SCHEMA)
     except (ValueError, TypeError):
         return None
     n = len(records)
+    n_lines = count_lines(blob)
+    lines = None
     line_index = np.arange(n, dtype=np.int64)
-    if n != len(lines):  # blank lines: map records back to their lines
+    if n != n_lines:  # blank lines: map records back to their lines
+        lines = split_lines(blob)
         line_index = np.array([i for i, line in enumerate(lines) if line.strip()], dtype=np.int64)
         if len(line_index) != n:
             return None
@@ -124,7 +172,7 @@ def _parse_columnar(lines, path, first_line, input_index, words, recognized_only
     a_off = np.asarray(drawing.content.content.offsets.data, dtype=np.int64)  # array -> values
     values = np.asarray(drawing.content.content.content.data, dtype=np.float64)
     d_off, s_off = d_off - d_off[0], s_off[d_off[0]:d_off[-1] + 1]
-    _exact_fractions(values, a_off[s_off[d_off]], lines, line_index)
+    _exact_fractions(values, a_off[s_off[d_off]], blob if lines is None else lines, line_index)
     n_arrays = np.diff(s_off)
     if not ((n_arrays == 2) | (n_arrays == 3)).all():
         return None
@@ -194,7 +242,8 @@ def _strings(column) -> np.ndarray:
     return padded.view(f"S{width}").ravel().astype(f"U{width}")
 
 
-def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: list[bytes], line_index: np.ndarray) -> None:
+def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: bytes | list[bytes],
+                     line_index: np.ndarray) -> None:
     """Re-read, with orjson, the numbers of every drawing that has a fraction.
 
     awkward's reader rounds some decimal fractions 1 ulp away from the nearest double (orjson and
@@ -206,6 +255,8 @@ def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: list[
     if not fractional.any():
         return
     owner = np.searchsorted(value_offsets, np.flatnonzero(fractional), side="right") - 1
+    if isinstance(lines, bytes):
+        lines = split_lines(lines)
     for d in np.unique(owner):
         rec = _loads(lines[line_index[d]])
         exact = [v for stroke in rec["drawing"] for array in stroke for v in array]
