@@ -8,8 +8,10 @@ Printed, for simplified and raw input, all measured in this run:
   can beat it.
 - per worker: one process reading the file and running every per-drawing step (`convert.process_task`
   over the chunks), i.e. what each worker does; the goal is >= 0.33 (simplified) / 0.25 (raw) of the floor.
-- end to end: the `sketchprep convert` command (dedupe, split and writing included) with 1 worker and with
-  --workers, and the speedup.
+- collect: every per-drawing step over the whole file (`convert.collect`) with 1 worker and with --workers,
+  and the speedup (the part of a run that runs in parallel);
+- end to end: the `sketchprep convert` command (dedupe, split and writing, which run in one process,
+  included) with 1 worker and with --workers, and the speedup.
 - peak memory (max RSS) of the command for the input and for the input twice over, once keeping
   everything and once with --word keeping a single class: memory follows what is kept, not the input.
 
@@ -31,7 +33,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sketchprep.convert import ConvertOptions, _tasks, process_task  # noqa: E402
+from sketchprep.convert import ConvertOptions, _tasks, collect, process_task  # noqa: E402
 
 SHARED = Path(os.environ.get("SKETCHPREP_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -74,6 +76,13 @@ def per_worker(path: Path) -> float:
     return n / (time.perf_counter() - t)
 
 
+def collect_rate(path: Path, workers: int) -> float:
+    """Drawings/s of `convert.collect` (reading and every per-drawing step, in `workers` processes)."""
+    t = time.perf_counter()
+    n = collect([str(path)], ConvertOptions(workers=workers)).report.read
+    return n / (time.perf_counter() - t)
+
+
 def command(args: list[str]) -> float:
     """Wall seconds of a `sketchprep convert` subprocess."""
     t = time.perf_counter()
@@ -106,15 +115,19 @@ def main() -> None:
             src = tmp / f"{kind}.ndjson"
             make_input(kind, n, src)
             size = src.stat().st_size / 2**20
-            floors, workers = [], []
-            for _ in range(args.repeats):  # interleaved so that machine load hits both alike
+            floors, workers, one, many = [], [], [], []
+            for _ in range(args.repeats):  # interleaved so that machine load hits all alike
                 floors.append(parse_floor(src))
                 workers.append(per_worker(src))
-            floor, worker = sorted(floors)[len(floors) // 2], sorted(workers)[len(workers) // 2]
+                one.append(collect_rate(src, 1))
+                many.append(collect_rate(src, args.workers))
+            floor, worker, one, many = (sorted(v)[len(v) // 2] for v in (floors, workers, one, many))
             print(f"\n== {kind}: {n:,} drawings, {size:.0f} MiB")
             print(f"parse floor (orjson.loads per line)   {floor:>10,.0f} drawings/s")
             print(f"per worker (read + every step)        {worker:>10,.0f} drawings/s   ratio to floor "
                   f"{worker / floor:.2f} (goal >= {goals[kind]})")
+            print(f"collect, {args.workers} workers                   {many:>10,.0f} drawings/s   speedup over 1 worker "
+                  f"{many / one:.2f}x")
             out = tmp / "out.npz"
             t1 = command([str(src), str(out), "--workers", "1"])
             tn = command([str(src), str(out), "--workers", str(args.workers)])
