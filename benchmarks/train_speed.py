@@ -122,16 +122,22 @@ def ours_step(model, opt, device):
     return step
 
 
-def configs(cells, impls):
+def configs(cells, impls, precisions):
+    """(cell, recurrent dropout, impl, pad_to_batch, precision) to measure."""
     out = []
     for cell in cells:
         for rd in (False, True):
             for impl in impls:
                 if impl == "fused" and (cell != "lstm" or rd):
                     continue                     # the fused kernel only runs the plain lstm without dropout
-                out.append((cell, rd, impl, False))
+                out.append((cell, rd, impl, False, "fp32"))
             if cell == "lstm" and not rd and "fused" in impls:
-                out.append((cell, rd, "fused", True))   # + pad each batch to its own longest sketch
+                out.append((cell, rd, "fused", True, "fp32"))   # + pad each batch to its own longest sketch
+    # bfloat16 matrix products (hparam precision=bf16), for the reference's lstm with and without dropout
+    for precision in precisions:
+        if precision != "fp32" and "lstm" in cells:
+            out += [("lstm", False, "fused", False, precision), ("lstm", False, "fused", True, precision),
+                    ("lstm", True, "loop", False, precision)]
     return out
 
 
@@ -143,6 +149,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cells", default="lstm,layer_norm,hyper")
     ap.add_argument("--impls", default="fused,loop,script,compile")
+    ap.add_argument("--precisions", default="fp32,bf16", help="bf16 rows are measured for lstm only")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sample", type=int, default=100, help="drawings for the sampling rate (0: skip)")
     args = ap.parse_args(argv)
@@ -169,8 +176,9 @@ def main(argv=None):
 
     base_times, base_params = run_baseline()
     rows = []
-    for cell, rd, impl, pad in configs(args.cells.split(","), args.impls.split(",")):
-        h = hps.replace(enc_model=cell, dec_model=cell, use_recurrent_dropout=rd, pad_to_batch=pad)
+    for cell, rd, impl, pad, precision in configs(args.cells.split(","), args.impls.split(","),
+                                                  args.precisions.split(",")):
+        h = hps.replace(enc_model=cell, dec_model=cell, use_recurrent_dropout=rd, pad_to_batch=pad, precision=precision)
         torch.manual_seed(0)
         model = SketchRNN(h).to(device).train()
         model.set_rnn_impl(impl)
@@ -187,20 +195,21 @@ def main(argv=None):
             print(f"  {cell} rd={rd} {impl}: failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             continue
         total = time.perf_counter() - t0
-        rows.append((cell, rd, impl, pad, statistics.median(times), total - sum(times)))
-        print(f"  measured {cell:10s} recurrent_dropout={str(rd):5s} {impl:7s}{' pad_to_batch' if pad else ''}: "
-              f"{statistics.median(times) * 1000:.0f} ms/step", flush=True)
+        rows.append((cell, rd, impl, pad, precision, statistics.median(times), total - sum(times)))
+        print(f"  measured {cell:10s} recurrent_dropout={str(rd):5s} {impl:7s}{' pad_to_batch' if pad else ''} "
+              f"{precision}: {statistics.median(times) * 1000:.0f} ms/step", flush=True)
     base_times += run_baseline()[0]
     base = statistics.median(base_times)
 
     print()
-    print(f"{'model':34s} {'impl':8s} {'ms/step':>8s} {'sketches/s':>10s} {'vs plain port':>13s}")
-    print(f"{'plain nn.LSTM port (baseline)':34s} {'nn.LSTM':8s} {base * 1000:8.0f} {hps.batch_size / base:10.1f} "
+    print(f"{'model':40s} {'impl':8s} {'ms/step':>8s} {'sketches/s':>10s} {'vs plain port':>13s}")
+    print(f"{'plain nn.LSTM port (baseline)':40s} {'nn.LSTM':8s} {base * 1000:8.0f} {hps.batch_size / base:10.1f} "
           f"{'1.00':>13s}   ({base_params:,} params; runs {', '.join(f'{t * 1000:.0f}' for t in base_times)} ms)")
-    for cell, rd, impl, pad, t, warm in rows:
-        name = f"{cell}, {'recurrent dropout' if rd else 'no rec. dropout'}" + (", pad to batch" if pad else "")
+    for cell, rd, impl, pad, precision, t, warm in rows:
+        name = f"{cell}, {'recurrent dropout' if rd else 'no rec. dropout'}" + (", pad to batch" if pad else "") \
+            + (f", {precision}" if precision != "fp32" else "")
         extra = f"   (first steps +{warm:.0f} s: compiling)" if impl == "compile" and warm > 5 else ""
-        print(f"{name:34s} {impl:8s} {t * 1000:8.0f} {hps.batch_size / t:10.1f} {t / base:13.2f}{extra}")
+        print(f"{name:40s} {impl:8s} {t * 1000:8.0f} {hps.batch_size / t:10.1f} {t / base:13.2f}{extra}")
 
     if args.sample:
         torch.manual_seed(0)

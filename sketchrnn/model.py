@@ -36,6 +36,9 @@ RHO_LIMIT = 1.0 - 1e-6  # |rho| bound keeps 1 - rho^2 > 0 in float32 once tanh s
 # hyperparameters
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class HParams:
     """Every hyperparameter of the reference (names and defaults of REFERENCE B.1), plus a few extensions.
@@ -77,6 +80,7 @@ class HParams:
     hyper_num_units: int = 256         # HyperLSTM: units of the hyper cell (reference constructor default)
     hyper_embedding_size: int = 32     # HyperLSTM: size of the hyper signals (reference constructor default)
     pad_to_batch: bool = False         # pad each batch to its own longest sketch instead of the dataset's
+    precision: str = "fp32"            # "bf16": the RNNs and linear layers in bfloat16 (autocast), loss in fp32
     seed: int = 0                      # seeds initialisation, data order, augmentation and dropout
 
     def __post_init__(self):
@@ -92,6 +96,8 @@ class HParams:
                 else isinstance(value, want) and (want is bool or not isinstance(value, bool))
             if not ok:
                 raise OptionError(f"hparam {f.name} must be {_TYPE_NAMES[want]}, got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise OptionError(f"hparam precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("enc_model", "dec_model"):
             if getattr(self, name) not in CELL_TYPES:
                 raise OptionError(f"hparam {name} must be one of {', '.join(CELL_TYPES)}, got {getattr(self, name)!r}")
@@ -142,7 +148,7 @@ class HParams:
         return self.replace(**changes)
 
 
-_FIELD_TYPES = {"data_set": list, "dec_model": str, "enc_model": str}
+_FIELD_TYPES = {"data_set": list, "dec_model": str, "enc_model": str, "precision": str}
 for _f in fields(HParams):
     _FIELD_TYPES.setdefault(_f.name, {"int": int, "float": float, "bool": bool}[_f.type] if _f.type in
                             ("int", "float", "bool") else _f.type)
@@ -837,13 +843,18 @@ class SketchRNN(nn.Module):
         b = strokes5.shape[0]
         z = None
         kl = strokes5.new_zeros(())
+        # bf16: matrix products (RNNs, linear layers) in bfloat16, everything after them in float32
+        low = torch.autocast(strokes5.device.type, dtype=torch.bfloat16, enabled=hps.precision == "bf16")
         if hps.conditional:
-            mu, presig = self.encoder(target, lengths, generator)
+            with low:
+                mu, presig = self.encoder(target, lengths, generator)
+            mu, presig = mu.float(), presig.float()
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + torch.exp(presig / 2.0) * eps
             kl = -0.5 * torch.mean(1.0 + presig - mu * mu - torch.exp(presig))
-        out, _ = self.decoder(xs[:-1], z, generator=generator)     # (T, B, 3+6M)
-        p = mixture_params(out)
+        with low:
+            out, _ = self.decoder(xs[:-1], z, generator=generator)     # (T, B, 3+6M)
+        p = mixture_params(out.float())
         not_end = 1.0 - target[..., 4]
         l_s = offset_loss(p, target[..., 0], target[..., 1]) * not_end
         l_p = pen_loss(p.pen_logits, target[..., 2:])
