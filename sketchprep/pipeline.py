@@ -167,7 +167,8 @@ def plan(recipe: Recipe, out: Path) -> list[Step]:
         if "preset" in opts:
             opts["preset"] = str((here / opts["preset"]).resolve())
         run_dir = out / "run"
-        cmds = [["train", *datasets_ref, "--out", str(run_dir), *_options(opts)]]
+        # a step that runs again starts over (its inputs or options changed)
+        cmds = [["train", *datasets_ref, "--out", str(run_dir), "--overwrite", *_options(opts)]]
         steps.append(Step("train", cmds, produced, [run_dir], out / "train.txt"))
     if "sample" in t:
         if "train" not in t:

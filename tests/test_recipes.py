@@ -57,3 +57,5 @@ def test_quickstart_recipe_runs_end_to_end_and_then_skips(tmp_path):
     assert "| sample | ran |" in (out / "report.md").read_text()
     second = run("quickstart.toml", out, *short)
     assert second.count("skipped") == 6
+    third = run("quickstart.toml", out, *short[:1], "train.max_steps=10", *short[2:])  # training changed
+    assert third.count("skipped") == 4 and "train     ran" in third and "sample    ran" in third
