@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 # CI machines are small and shared: time limits per example would make property tests flaky.
-settings.register_profile("sketchprep", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("sketchprep", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("sketchprep")
 
 REPO = Path(__file__).resolve().parents[1]
