@@ -693,7 +693,7 @@ def _read_preset(path: str) -> dict:
 def _summary(collected, outputs) -> str:
     report = collected.report
     lines = [f"read {report.read} drawings from {len(collected.files)} file(s)"]
-    for path, result, meta in outputs:
+    for path, result, _ in outputs:
         c = result.counts
         lines.append(f"wrote {path}: train {c['train']}, valid {c['valid']}, test {c['test']}"
                      + (f" ({len(result.classes)} classes)" if len(result.classes) > 1 else ""))

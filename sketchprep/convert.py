@@ -28,7 +28,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, OptionError
 from .simplify import DISTANCES, resample_simplify_flat, simplify_flat
-from .sources import KIND_RAW, KIND_SAMPLED, KIND_SIMPLIFIED, Problem, SourceBatch
+from .sources import KIND_RAW, KIND_SIMPLIFIED, Problem, SourceBatch
 from .sources import ndjson as ndjson_source
 from .sources import quickdraw_bin as bin_source
 from .sources import svg as svg_source

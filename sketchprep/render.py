@@ -147,7 +147,7 @@ def _path_data(strokes: list[np.ndarray]) -> str:
 
 def grid_png(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None):
     """The grid as a Pillow RGB image (anti-aliased by drawing at SUPERSAMPLE x and downsampling)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     lw = _line_width(grid.cell) if line_width is None else line_width
     ss = SUPERSAMPLE

@@ -35,7 +35,7 @@ import torch
 from sketchprep.dataset import atomic_output
 from sketchprep.errors import OptionError, SketchprepError
 
-from .data import Batch, Batches, SketchData, load_data
+from .data import Batch, Batches, load_data
 from .model import HParams, SketchRNN, count_parameters, kl_weight_at, lr_at
 
 CHECKPOINT_FORMAT = "sketchrnn-checkpoint"
