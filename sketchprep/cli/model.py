@@ -1,0 +1,247 @@
+"""`train`, `sample`, `interpolate`: the torch stage (torch is imported inside the commands only)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import click
+
+from ..errors import OptionError
+from .app import handle_errors, expand_data, need_torch, progress_bar, main
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("data", nargs=-1, metavar="DATA.npz...")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder: best.pt, latest.pt, hparams.json, metrics.jsonl (and tensorboard/ when installed).")
+@click.option("--preset", type=click.Path(dir_okay=False), default=None,
+              help="JSON file of hparams (e.g. pipelines/presets/small_dataset.json), applied before --set.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override one hparam (repeatable), typed by its field: --set dec_model=layer_norm.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from latest.pt (its hparams and data).")
+@click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
+@click.option("--max-steps", type=int, default=None, show_default="num_steps",
+              help="Stop after this many steps in total (counting the steps of a resumed run).")
+@click.option("--patience", type=int, default=0,
+              help="Early stopping: stop after this many evaluations without a better valid cost; 0 never stops.")
+@click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+@click.option("--rnn-impl", type=click.Choice(["auto", "fused", "loop", "script", "compile"]), default="auto",
+              help="How the RNNs run (same results up to rounding): auto = PyTorch's fused LSTM kernel where the "
+                   "cell allows it (lstm without recurrent dropout), else a Python loop over the cell; script = "
+                   "that loop compiled by TorchScript; compile = the cell step compiled by torch.compile (1.1-1.5x "
+                   "faster for layer_norm and hyper on CPU, after up to a minute of compiling).")
+@click.option("--threads", type=int, default=None, show_default="torch's default",
+              help="CPU threads for torch.")
+@click.option("--log-every", type=int, default=20, help="Steps between log lines.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no log lines.")
+@handle_errors
+def train(data, out_dir, preset, sets, resume, overwrite, max_steps, patience, device, rnn_impl, threads, log_every,
+          quiet):
+    """Train sketch-rnn on one or more .npz datasets (concatenated per split).
+
+    \b
+    The model, its hparams (Magenta's defaults: enc 256, dec 512, z 128, 20 mixtures, batch 100,
+    recurrent dropout keep 0.9, augmentation) and the loop follow Magenta's sketch-rnn; see the
+    README's Training section for every hparam and for what differs from the reference. Every
+    save_every steps (an hparam, default 500) the whole valid split is evaluated; the best model
+    goes to best.pt, the newest to latest.pt. Ctrl-C saves latest.pt and stops; --resume continues
+    exactly where the run stopped. Several processes: torchrun --nproc_per_node=N -m sketchprep train ...
+
+    \b
+    Examples:
+      sketchprep train aaron_sheep.npz --out runs/sheep
+      sketchprep train aaron_sheep.npz --out runs/sheep_ln --preset pipelines/presets/small_dataset.json
+      sketchprep train cat.npz dog.npz --out runs/pets --set dec_rnn_size=1024 --set num_mixture=30
+      sketchprep train --out runs/sheep --resume --max-steps 20000
+    """
+    need_torch()
+    import torch
+
+    from sketchrnn.model import HParams
+    from sketchrnn.train import train as run_train
+
+    data = expand_data(data)
+    if threads is not None:
+        if threads < 1:
+            raise click.UsageError("--threads must be >= 1")
+        torch.set_num_threads(threads)
+    if log_every < 1:
+        raise click.UsageError("--log-every must be >= 1")
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    hps = None
+    if preset or sets:
+        if resume:
+            raise click.UsageError("--resume continues with the run's own hparams: drop --preset and --set")
+        hps = HParams()
+        if preset:
+            hps = HParams.from_dict(_read_preset(preset), source=preset)
+        hps = hps.with_overrides(list(sets))
+    if overwrite:
+        import contextlib
+
+        for name in ("latest.pt", "best.pt"):
+            with contextlib.suppress(FileNotFoundError):  # under torchrun every process tries
+                os.unlink(os.path.join(out_dir, name))
+    worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks
+    quiet = quiet or worker
+    log = None if quiet else functools.partial(click.echo, err=True)
+    bar_total = max_steps if max_steps is not None else (hps.num_steps if hps else None)
+    with progress_bar(quiet, total=bar_total, unit=" steps", desc="train") as bar:
+        if log is not None and not bar.disable:
+            log = bar.write
+        result = run_train(data, out_dir, hps, resume=resume, max_steps=max_steps, device=device, rnn_impl=rnn_impl,
+                           patience=patience, log_every=log_every, log=log, progress=bar.update)
+    if worker:
+        return
+    best = f"best valid cost {result.best_valid_cost:.4f} at step {result.best_step}" \
+        if result.best_step is not None else "no evaluation yet"
+    click.echo(f"{result.out_dir}: {result.step} steps ({result.stopped.replace('_', ' ')}); {best}; "
+               f"{result.n_params:,} parameters")
+
+
+_TEMPERATURE_HELP = ("Sampling temperature tau: pi and the pen state from softmax(logits / tau); sigma x tau "
+                     "(the reference code's form; --sigma-form paper: sigma x sqrt(tau), i.e. variance x tau).")
+
+
+def _sampling_options(fn):
+    for deco in reversed([
+        click.option("--greedy", is_flag=True, help="Most likely component, pen state and offset (no randomness)."),
+        click.option("--sigma-form", type=click.Choice(["code", "paper"]), default="code",
+                     help="How tau scales the offsets' Gaussians: sigma*tau (code) or sigma*sqrt(tau) (paper)."),
+        click.option("--seed", type=int, default=0, help="Seed of every random draw."),
+        click.option("--sampled-z", is_flag=True,
+                     help="Encode to z = mu + sigma*eps (the reference notebook) instead of mu."),
+        click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
+                     help="Which checkpoint of a run folder to use."),
+        click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto."),
+        click.option("--columns", type=int, default=None, help="Drawings per row of the grid."),
+    ]):
+        fn = deco(fn)
+    return fn
+
+
+def _check_drawings_output(output: str) -> None:
+    if os.path.splitext(output)[1].lower() not in (".svg", ".png", ".npz"):
+        raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
+
+
+def _write_drawings(run, drawings, output, columns, labels, meta) -> None:
+    from ..dataset import save_dataset
+    from ..render import save_grid
+
+    ext = os.path.splitext(output)[1].lower()
+    if ext == ".npz":
+        meta = {"kind": "sketchrnn samples", "run": run.path, "step": run.step, **meta}
+        save_dataset(output, {"train": [], "valid": [], "test": drawings}, meta=meta)
+    elif ext in (".svg", ".png"):
+        save_grid(drawings, output, columns=columns, labels=labels)
+    else:
+        raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, help="samples.svg / .png (a grid) or .npz (the drawings, in 'test').")
+@click.option("-n", "count", type=int, default=16, help="Number of drawings.")
+@click.option("--temperature", "-t", type=float, default=0.4, help=_TEMPERATURE_HELP)
+@click.option("--reconstruct", "condition", metavar="[FILE.npz:]SPLIT:INDEX", default=None,
+              help="Encode this drawing (FILE defaults to the run's first dataset) and decode it n times; the "
+                   "grid starts with the original.")
+@_sampling_options
+@handle_errors
+def sample(run_path, output, count, temperature, condition, greedy, sigma_form, seed, sampled_z, checkpoint, device,
+           columns):
+    """Draw new sketches with a trained model (RUN: a `train --out` folder or a .pt checkpoint).
+
+    \b
+    z ~ N(0, I) for a conditional model (or the decoder alone for an unconditional one), decoded in
+    one batch until every drawing ends. Offsets are in the dataset's pixels (the scale factor is
+    stored in the checkpoint). Temperature: the reference code's form, see --temperature.
+
+    \b
+    Examples:
+      sketchprep sample runs/sheep -o sheep.png -n 25 --temperature 0.3
+      sketchprep sample runs/sheep -o recon.svg --reconstruct test:12 -n 8
+      sketchprep sample runs/sheep/latest.pt -o sheep.npz -n 1000 --seed 1
+    """
+    need_torch()
+    from sketchrnn.sample import load_run, read_drawing, reconstruct, sample as run_sample
+
+    if count < 1:
+        raise click.UsageError("-n must be >= 1")
+    _check_drawings_output(output)
+    run = load_run(run_path, device, checkpoint)
+    labels = None
+    if condition:
+        original, label = read_drawing(condition, run.data_files[0] if run.data_files else None)
+        drawings = reconstruct(run, original, count, temperature, greedy, seed, sampled_z, sigma_form)
+        if not output.lower().endswith(".npz"):
+            drawings, labels = [original] + drawings, [label] + [""] * count
+    else:
+        drawings = run_sample(run, count, temperature, greedy, seed, sigma_form)
+    _write_drawings(run, drawings, output, columns, labels,
+                    {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
+                     "reconstruct": condition})
+    lengths = [len(d) for d in drawings]
+    click.echo(f"wrote {output}: {len(drawings)} drawings ({min(lengths)}-{max(lengths)} points) from "
+               f"{run.path} (step {run.step})")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@click.option("-o", "--output", required=True, help="morph.svg / .png (one row) or .npz.")
+@click.option("--steps", type=int, default=10, help="Drawings from A to B, both ends included.")
+@click.option("--temperature", "-t", type=float, default=0.1, help=_TEMPERATURE_HELP)
+@click.option("--lerp", is_flag=True, help="Linear instead of spherical interpolation of the latent codes.")
+@click.option("--show-inputs", is_flag=True, help="Put A and B themselves at the ends of the row.")
+@_sampling_options
+@handle_errors
+def interpolate(run_path, first, second, output, steps, temperature, lerp, show_inputs, greedy, sigma_form, seed,
+                sampled_z, checkpoint, device, columns):
+    """Morph one drawing into another: encode A and B, interpolate their latent codes, decode each.
+
+    \b
+    A and B are [FILE.npz:]SPLIT:INDEX (FILE defaults to the run's first dataset). The codes are the
+    encoder's mu (deterministic; --sampled-z draws mu + sigma*eps as the reference notebook does),
+    interpolated by slerp (lerp when the codes are parallel) and decoded with the same seed at every
+    step, so the row changes with z only.
+
+    \b
+    Examples:
+      sketchprep interpolate runs/sheep test:3 test:40 -o morph.svg
+      sketchprep interpolate runs/sheep test:3 valid:7 -o morph.png --steps 8 --temperature 0.2 --show-inputs
+    """
+    need_torch()
+    from sketchrnn.sample import interpolate as run_interpolate, load_run, read_drawing
+
+    _check_drawings_output(output)
+    run = load_run(run_path, device, checkpoint)
+    default = run.data_files[0] if run.data_files else None
+    (a, label_a), (b, label_b) = read_drawing(first, default), read_drawing(second, default)
+    drawings = run_interpolate(run, a, b, steps, temperature, greedy, seed, "lerp" if lerp else "slerp", sampled_z,
+                               sigma_form)
+    labels = None
+    if show_inputs and not output.lower().endswith(".npz"):
+        drawings = [a] + drawings + [b]
+        labels = [label_a] + [""] * steps + [label_b]
+    _write_drawings(run, drawings, output, columns or len(drawings), labels,
+                    {"a": label_a, "b": label_b, "steps": steps, "temperature": temperature, "greedy": greedy,
+                     "seed": seed, "interpolation": "lerp" if lerp else "slerp"})
+    click.echo(f"wrote {output}: {steps} drawings from {label_a} to {label_b} ({run.path}, step {run.step})")
+
+
+def _read_preset(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except OSError as e:
+        raise OptionError(f"--preset {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise OptionError(f"--preset {path}: not JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise OptionError(f"--preset {path}: expected a JSON object of hparam: value")
+    return {k: v for k, v in values.items() if not k.startswith("_")}  # "_comment" keys are notes

@@ -1,0 +1,46 @@
+"""`pipeline run`: a recipe's steps in order, skipping what has not changed."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from .app import handle_errors, main
+
+
+@main.group()
+def pipeline():
+    """Recipes that rebuild a dataset end to end (see `pipeline run --help`)."""
+
+
+@pipeline.command("run")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder.  [default: the recipe's `output`, else out/<recipe name>]")
+@click.option("--input", "inputs", multiple=True, help="Use these inputs instead of the recipe's (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="STEP.OPTION=VALUE",
+              help="Override one option of one step, e.g. --set convert.epsilon=1.5 (repeatable).")
+@click.option("--force", is_flag=True, help="Run every step, even those whose inputs have not changed.")
+@handle_errors
+def pipeline_run(recipe, out_dir, inputs, sets, force):
+    """Run a recipe's steps (convert, validate, stats, render, train, sample) in order into an output
+    folder, skipping steps whose command, inputs and earlier outputs are unchanged since their last
+    success; stop at the first failing step; write OUT/report.md.
+
+    \b
+    Examples:
+      sketchprep pipeline run pipelines/quickstart.toml
+      sketchprep pipeline run pipelines/svg-folder.toml --input my_drawings/ --out out/mine
+      sketchprep pipeline run pipelines/quickdraw.toml --input quickdraw/ --set convert.epsilon=1.5
+    """
+    from ..pipeline import REPORT_FILE, load_recipe, run
+
+    loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs))
+    out = out_dir or loaded.output or os.path.join("out", loaded.path.stem)
+
+    def show(result):
+        click.echo(f"{result.name:<9} {result.status:<8} {result.seconds:6.1f} s"
+                   + (f"  {result.error}" if result.error else ""), err=True)
+
+    run(loaded, out, force=force, on_step=show)
+    click.echo(f"report: {os.path.join(out, REPORT_FILE)}")
