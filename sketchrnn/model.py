@@ -833,7 +833,7 @@ class SketchRNN(nn.Module):
         return self.encoder(strokes5[:, 1:].transpose(0, 1), lengths, generator)
 
     def forward(self, strokes5: Tensor, lengths: Tensor, norm_steps: int, kl_weight: float,
-                generator: Optional[torch.Generator] = None) -> Losses:
+                generator: Optional[torch.Generator] = None, eps: Optional[Tensor] = None) -> Losses:
         """Losses of a batch. strokes5: (B, T+1, 5), S0 in row 0 and end-of-sketch rows after each
         sketch; lengths: (B,) int64; `norm_steps`: the per-sketch divisor of the summed losses
         (the reference's N_max: the dataset's target length, whatever T this batch was padded to)."""
@@ -849,7 +849,8 @@ class SketchRNN(nn.Module):
             with low:
                 mu, presig = self.encoder(target, lengths, generator)
             mu, presig = mu.float(), presig.float()
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            if eps is None:  # `eps` (B, z_size) may be given: the reference-parity tests feed TF's noise
+                eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + torch.exp(presig / 2.0) * eps
             kl = -0.5 * torch.mean(1.0 + presig - mu * mu - torch.exp(presig))
         with low:
