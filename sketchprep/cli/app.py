@@ -6,6 +6,7 @@ usage errors exit 2. Data goes to stdout, progress bars to stderr (only on a ter
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shlex
@@ -17,19 +18,91 @@ from .. import __version__
 from ..errors import OptionError, SketchprepError
 
 
+class Interrupted(click.ClickException):
+    exit_code = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+# What to do about the OSErrors a user can cause (errno -> the fix that goes after the message).
+_OS_FIXES = {
+    errno.ENOENT: "Check the path",
+    errno.EACCES: "Check its permissions, or use another path",
+    errno.EPERM: "Check its permissions, or use another path",
+    errno.EROFS: "Write the output to a writable folder",
+    errno.ENOSPC: "Free some disk space, or write the output elsewhere",
+    errno.EDQUOT: "Free some space under your quota, or write the output elsewhere",
+    errno.EISDIR: "Give a file name, not a folder",
+    errno.ENOTDIR: "A part of the path is a file, not a folder: check the path",
+    errno.ENAMETOOLONG: "Use a shorter file name",
+    errno.EEXIST: "Remove it or choose another name",
+    errno.EMFILE: "Raise the open-file limit (ulimit -n) or give fewer inputs",
+}
+
+
+def _os_error_text(e: OSError) -> str:
+    what = e.strerror or str(e) or type(e).__name__
+    name = e.filename2 if e.filename2 is not None else e.filename  # a rename names its destination second
+    fix = _OS_FIXES.get(e.errno)
+    text = f"{what}" + (f". {fix}" if fix else "")
+    return f"{os.fsdecode(name)}: {text}" if name is not None else text
+
+
+def translate_error(e: BaseException) -> click.ClickException | None:
+    """The one-line click error for a failure the user can cause (None for a bug, which keeps its traceback).
+
+    Library errors and failures of the environment (files, disk, memory, encodings, Ctrl-C) exit 1 with
+    `Error: <file>: <what>. <fix>`; option errors are usage errors (exit 2); Ctrl-C exits 130.
+    """
+    if isinstance(e, click.ClickException):
+        return e
+    if isinstance(e, OptionError):
+        return click.UsageError(str(e))
+    if isinstance(e, SketchprepError):
+        return click.ClickException(str(e))
+    if isinstance(e, KeyboardInterrupt):
+        return Interrupted("interrupted (Ctrl-C); outputs are written whole or not at all")
+    if isinstance(e, MemoryError):
+        return click.ClickException("out of memory. Give a smaller input, lower the batch or grid size, "
+                                    "or run on a machine with more memory")
+    if isinstance(e, UnicodeError):
+        where = getattr(e, "filename", None)
+        text = (f"cannot decode text as {e.encoding} ({e.reason} at byte {e.start})"
+                if isinstance(e, UnicodeDecodeError) else str(e))
+        return click.ClickException(f"{where + ': ' if where else ''}{text}. Save the file as UTF-8")
+    if isinstance(e, OSError) and e.errno != errno.EPIPE:  # EPIPE (stdout closed by `| head`): click exits quietly
+        return click.ClickException(_os_error_text(e))
+    return None
+
+
 def handle_errors(fn):
-    """Turn library errors into one-line click errors (exit 1) and option errors into usage errors (exit 2)."""
+    """Turn library errors into one-line click errors (exit 1) and option errors into usage errors (exit 2).
+
+    `main` applies the same boundary around every command (see `SafeGroup`); the decorator also keeps a
+    command's errors one line when it is invoked on its own (tests, other groups)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except OptionError as e:
-            raise click.UsageError(str(e)) from None
-        except SketchprepError as e:
-            raise click.ClickException(str(e)) from None
+        except (Exception, KeyboardInterrupt) as e:
+            mapped = translate_error(e)
+            if mapped is None or mapped is e:
+                raise
+            raise mapped from None
 
     return wrapper
+
+
+class SafeGroup(click.Group):
+    """A group whose every (sub)command runs inside the error boundary, decorated or not."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (Exception, KeyboardInterrupt) as e:
+            mapped = translate_error(e)
+            if mapped is None or mapped is e:
+                raise
+            raise mapped from None
 
 
 def progress_bar(quiet: bool, **kwargs):
@@ -38,7 +111,7 @@ def progress_bar(quiet: bool, **kwargs):
     return tqdm(disable=quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 80})
 @click.version_option(__version__, prog_name="sketchprep")
 def main():
     """Turn vector drawings into sketch-rnn datasets, check them, and train on them.
