@@ -1,0 +1,228 @@
+"""The JSON model format of sketch-rnn-js, `@magenta/sketch` (magenta.js) and ml5.js's SketchRNN.
+
+A `.gen.json` file is a JSON array `[info, shapes, weights]` (read by magenta-js
+`sketch/src/sketch_rnn/model.ts`, `instantiateFromJSON`; written by the magenta-demos notebook
+`Sketch_RNN_TF_To_JS_Tutorial.ipynb`):
+
+- `info`: `{"mode": 2, "version": 6, "max_seq_len", "name", "scale_factor"}`.
+- `shapes`: the shape of each weight.
+- `weights`: five base64 strings of little-endian int16 `q`; the runtime reads `w = 10 * q / 32767`:
+  0. output kernel `[H, 3 + 6M]`, 1. output bias `[3 + 6M]`,
+  2. LSTM input kernel `[5, 4H]`, 3. LSTM recurrent kernel `[H, 4H]`, 4. LSTM bias `[4H]`.
+
+The runtime concatenates the two kernels and runs TensorFlow's basic LSTM cell: gates in the order
+`(i, j, f, o)` (j the candidate) and the forget bias 1.0 added to `f` at run time (so it is not in the
+stored bias). Its output layout is the reference's: 3 pen logits, then `pi, mu_x, mu_y, log sigma_x,
+log sigma_y, rho (pre-tanh)`, M each, and it fixes M = 20 (`NMIXTURE`). Input offsets are divided by
+`scale_factor / pixelFactor` (pixelFactor 2 by default) and output offsets multiplied by it: a
+runtime pixel is one data unit / pixelFactor.
+
+So the runtime can run an unconditional model (`conditional=false`) with the plain `lstm` decoder and
+`num_mixture=20` only; `check_exportable` says so before anything is written.
+
+This model keeps its LSTM gates in PyTorch's order `(i, f, g, o)` with weights `(4H, I)` (model.py):
+export transposes and reorders the gate blocks, import does the inverse.
+"""
+from __future__ import annotations
+
+import base64
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import torch
+
+from sketchprep.dataset import atomic_output
+from sketchprep.errors import SketchprepError
+
+from .model import HParams
+
+JS_MIXTURES = 20        # the runtime's NMIXTURE
+MAX_WEIGHT = 10.0       # the runtime's maxWeight: w = MAX_WEIGHT * q / Q_MAX
+Q_MAX = 32767
+INFO_MODE, INFO_VERSION = 2, 6  # what the magenta-demos notebook writes
+BROWSER_FLAGS = "--preset browser (or --set conditional=false --set dec_model=lstm --set num_mixture=20)"
+MAX_FILE_BYTES = 512 * 1024 * 1024  # far above any decoder a browser runs (H = 2048 is ~90 MB)
+
+# gate blocks: PyTorch order (i, f, g, o) -> TensorFlow order (i, j=g, f, o), and back
+TORCH_TO_TF = (0, 2, 1, 3)
+TF_TO_TORCH = (0, 2, 1, 3)  # the permutation is its own inverse
+
+
+class ModelFormatError(SketchprepError):
+    """A model that cannot be written in, or a file that cannot be read as, the sketch-rnn-js format."""
+
+
+def check_exportable(hps: HParams, label: str | None = None) -> None:
+    """Raise ModelFormatError naming every hparam the JS runtime cannot run, with the flags that train one it can."""
+    problems = []
+    if hps.conditional:
+        problems.append("it is conditional (the runtime has no encoder and no z)")
+    if hps.dec_model != "lstm":
+        problems.append(f"its decoder is {hps.dec_model} (the runtime runs a plain lstm)")
+    if hps.num_mixture != JS_MIXTURES:
+        problems.append(f"it has num_mixture={hps.num_mixture} (the runtime fixes {JS_MIXTURES})")
+    if problems:
+        raise ModelFormatError(f"sketch-rnn-js cannot run this model: {'; '.join(problems)}. Train one it can "
+                               f"with {BROWSER_FLAGS}", path=label)
+
+
+def _blocks(w: np.ndarray, order: tuple[int, ...], axis: int) -> np.ndarray:
+    """Reorder the four gate blocks of `w` along `axis`."""
+    parts = np.split(w, 4, axis=axis)
+    return np.concatenate([parts[i] for i in order], axis=axis)
+
+
+def js_weights(state_dict: dict, hps: HParams) -> list[np.ndarray]:
+    """The five float32 arrays of the format, in its order and layout, from a model's state_dict."""
+    check_exportable(hps)
+    sd = {k: v.detach().cpu().float().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float32)
+          for k, v in state_dict.items()}
+    w_ih, w_hh, b = sd["decoder.rnn.cell.weight_ih"], sd["decoder.rnn.cell.weight_hh"], sd["decoder.rnn.cell.bias"]
+    return [np.ascontiguousarray(sd["decoder.output.weight"].T),           # (H, 3+6M)
+            sd["decoder.output.bias"],                                     # (3+6M,)
+            np.ascontiguousarray(_blocks(w_ih, TORCH_TO_TF, 0).T),         # (5, 4H)
+            np.ascontiguousarray(_blocks(w_hh, TORCH_TO_TF, 0).T),         # (H, 4H)
+            _blocks(b, TORCH_TO_TF, 0)]                                    # (4H,)
+
+
+def quantize(w: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """float weights -> (int16 q with w ~ 10 q / 32767, how many were clipped at +-10, the largest |error|
+    of the weights that were not clipped)."""
+    w = np.asarray(w, dtype=np.float64)
+    clipped = int(np.count_nonzero(np.abs(w) > MAX_WEIGHT))
+    q = np.round(np.clip(w / MAX_WEIGHT, -1.0, 1.0) * Q_MAX).astype("<i2")
+    inside = np.abs(w) <= MAX_WEIGHT
+    err = np.abs(dequantize(q) - w)[inside]
+    return q, clipped, float(err.max()) if err.size else 0.0
+
+
+def dequantize(q: np.ndarray) -> np.ndarray:
+    """int16 q -> float32 weights exactly as the runtime computes them (in float32)."""
+    return (np.float32(MAX_WEIGHT) * q.astype(np.float32) / np.float32(Q_MAX)).astype(np.float32)
+
+
+@dataclass
+class ExportSummary:
+    """What `export_js_model` wrote."""
+
+    path: str
+    info: dict
+    n_weights: int
+    clipped: int          # weights outside +-10, stored as +-10
+    max_error: float      # the largest |stored - original| of the other weights (<= 10 / 32767 / 2)
+    largest: float        # the largest |weight| of the model
+    bytes: int
+
+
+def js_model(state_dict: dict, hps: HParams, scale_factor: float, name: str,
+             max_seq_len: int) -> tuple[list, dict]:
+    """The `[info, shapes, weights]` array and {"clipped", "max_error", "n_weights", "largest"}."""
+    if not (math.isfinite(scale_factor) and scale_factor > 0):
+        raise ModelFormatError(f"the scale factor must be a finite number > 0, got {scale_factor}")
+    arrays = js_weights(state_dict, hps)
+    shapes, strings = [], []
+    clipped, max_error, largest = 0, 0.0, 0.0
+    for a in arrays:
+        if not np.all(np.isfinite(a)):
+            raise ModelFormatError("the model has non-finite weights (NaN or inf): it cannot be exported")
+        q, c, e = quantize(a)
+        clipped, max_error, largest = clipped + c, max(max_error, e), max(largest, float(np.abs(a).max(initial=0)))
+        shapes.append(list(a.shape))
+        strings.append(base64.b64encode(q.tobytes()).decode("ascii"))
+    info = {"mode": INFO_MODE, "version": INFO_VERSION, "max_seq_len": int(max_seq_len), "name": name,
+            "scale_factor": float(scale_factor)}
+    stats = {"clipped": clipped, "max_error": max_error, "n_weights": int(sum(a.size for a in arrays)),
+             "largest": largest}
+    return [info, shapes, strings], stats
+
+
+def export_js_model(run, path: str | os.PathLike, name: str | None = None,
+                    scale_factor: float | None = None) -> ExportSummary:
+    """Write a run's decoder (a `sketchrnn.sample.Run`) as a `.gen.json` file (temp file, then renamed).
+
+    `name` defaults to the run folder's name, `scale_factor` to the run's (data units per model unit)."""
+    check_exportable(run.hps, run.path)
+    if name is None:
+        folder = os.path.dirname(os.path.abspath(run.path))
+        name = os.path.basename(folder) or "sketchrnn"
+    sf = run.scale_factor if scale_factor is None else float(scale_factor)
+    obj, stats = js_model(run.model.state_dict(), run.hps, sf, name, run.max_len)
+    data = orjson.dumps(obj)
+    with atomic_output(path) as f:
+        f.write(data)
+    return ExportSummary(str(path), obj[0], stats["n_weights"], stats["clipped"], stats["max_error"],
+                         stats["largest"], len(data))
+
+
+def _fail(path, what: str) -> ModelFormatError:
+    return ModelFormatError(f"{what}. Give a sketch-rnn-js model file ([info, shapes, weights], e.g. an "
+                            f"`export` output or a pretrained .gen.json)", path=str(path))
+
+
+def parse_js_model(obj, path: str = "model") -> tuple[HParams, dict, float, dict]:
+    """A parsed `[info, shapes, weights]` -> (HParams, state_dict of float32 tensors, scale_factor, info)."""
+    if not (isinstance(obj, list) and len(obj) == 3 and isinstance(obj[0], dict) and isinstance(obj[1], list)
+            and isinstance(obj[2], list)):
+        raise _fail(path, "not a JSON array [info, shapes, weights]")
+    info, shapes, strings = obj
+    if len(shapes) != 5 or len(strings) != 5:
+        raise _fail(path, f"expected 5 weights (output kernel and bias, LSTM kernels and bias), found "
+                          f"{len(strings)} with {len(shapes)} shapes")
+    sf = info.get("scale_factor")
+    if isinstance(sf, bool) or not isinstance(sf, (int, float)) or not (math.isfinite(sf) and sf > 0):
+        raise _fail(path, f"info.scale_factor must be a number > 0, got {sf!r}")
+    for i, s in enumerate(shapes):
+        if not (isinstance(s, list) and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 1 << 20
+                                            for d in s) and len(s) in (1, 2)):
+            raise _fail(path, f"shape {i} is {s!r}, not a list of 1 or 2 positive integers")
+    h = shapes[0][0]
+    n_out = 3 + 6 * JS_MIXTURES
+    want = [[h, n_out], [n_out], [5, 4 * h], [h, 4 * h], [4 * h]]
+    if shapes != want:
+        raise _fail(path, f"shapes {shapes} are not those of a {h}-unit LSTM decoder with {JS_MIXTURES} "
+                          f"mixtures ({want})")
+    arrays = []
+    for i, (s, shape) in enumerate(zip(strings, shapes)):
+        if not isinstance(s, str):
+            raise _fail(path, f"weight {i} is not a base64 string")
+        try:
+            raw = base64.b64decode(s, validate=True)
+        except ValueError as e:
+            raise _fail(path, f"weight {i} is not valid base64 ({e})") from None
+        count = int(np.prod(shape))
+        if len(raw) != 2 * count:
+            raise _fail(path, f"weight {i} holds {len(raw) // 2} int16 values, its shape {shape} needs {count}")
+        arrays.append(dequantize(np.frombuffer(raw, dtype="<i2")).reshape(shape))
+    out_k, out_b, k_ih, k_hh, b = arrays
+    hps = HParams(conditional=False, dec_model="lstm", dec_rnn_size=h, num_mixture=JS_MIXTURES,
+                  max_seq_len=int(info["max_seq_len"]) if isinstance(info.get("max_seq_len"), int)
+                  and info["max_seq_len"] > 0 else HParams.max_seq_len,
+                  use_recurrent_dropout=False)
+    state = {"decoder.rnn.cell.weight_ih": _blocks(np.ascontiguousarray(k_ih.T), TF_TO_TORCH, 0),
+             "decoder.rnn.cell.weight_hh": _blocks(np.ascontiguousarray(k_hh.T), TF_TO_TORCH, 0),
+             "decoder.rnn.cell.bias": _blocks(b, TF_TO_TORCH, 0),
+             "decoder.output.weight": np.ascontiguousarray(out_k.T),
+             "decoder.output.bias": out_b}
+    return hps, {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in state.items()}, \
+        float(sf), dict(info)
+
+
+def read_js_model(path: str | os.PathLike) -> tuple[HParams, dict, float, dict]:
+    """A `.gen.json` file -> (HParams, state_dict, scale_factor, info).
+
+    The HParams are those of an unconditional `lstm` decoder with the file's size and 20 mixtures
+    (recurrent dropout off, max_seq_len from info); the state_dict loads into `SketchRNN(hps)`;
+    scale_factor is info.scale_factor (data units per model unit)."""
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise _fail(path, f"the file is {size / 2**20:.0f} MiB, more than any sketch-rnn-js model")
+        with open(path, "rb") as f:
+            obj = orjson.loads(f.read())
+    except orjson.JSONDecodeError as e:
+        raise _fail(path, f"not JSON ({e})") from None
+    return parse_js_model(obj, path)
