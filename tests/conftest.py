@@ -19,6 +19,16 @@ SHARED_DATA = Path(os.environ.get("SKETCHPREP_SHARED_DATA", REPO.parent / "share
 SAMPLE = REPO / "sketchprep" / "data" / "quickdraw_sample"
 
 
+def shared_fixture(*parts: str) -> Path:
+    """Path under the shared fixtures folder (`fixtures/` beside the data folder: `../shared/fixtures`,
+    or SKETCHPREP_SHARED_FIXTURES); skips the test when it is not there."""
+    root = Path(os.environ.get("SKETCHPREP_SHARED_FIXTURES", SHARED_DATA.parent / "fixtures"))
+    path = root.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference fixtures not found: {path} (set SKETCHPREP_SHARED_FIXTURES or SKETCHPREP_SHARED_DATA)")
+    return path
+
+
 def shared_data(*parts: str) -> Path:
     """Path under the shared real-data folder; skips the test when that folder is not there."""
     path = SHARED_DATA.joinpath(*parts)
