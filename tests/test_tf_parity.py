@@ -26,7 +26,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sketchrnn.magenta import (  # noqa: E402
+from conftest import shared_fixture
+
+from sketchrnn.magenta import (
     TF_GATES,
     load_reference_case,
     reference_differences,
@@ -34,8 +36,6 @@ from sketchrnn.magenta import (  # noqa: E402
     reference_model,
     run_reference_case,
 )
-
-from conftest import shared_fixture  # noqa: E402
 
 COST_TOL = 1e-5
 OUTPUT_TOL = 1e-5
