@@ -1,0 +1,346 @@
+"""Fetch Google's public Quick, Draw! files by word: resumable, checked, cached.
+
+Google serves one file per word and format from a public Cloud Storage bucket
+(https://github.com/googlecreativelab/quickdraw-dataset, "Get the data"):
+
+    {base}/full/raw/{word}.ndjson          raw strokes [x, y, t]
+    {base}/full/simplified/{word}.ndjson   simplified strokes [x, y], 255 px, RDP 2.0
+    {base}/full/binary/{word}.bin          the simplified drawings, binary
+    {base}/sketchrnn/{word}.npz            sketch-rnn stroke-3, 70000/2500/2500
+
+with base = https://storage.googleapis.com/quickdraw_dataset and the word URL-quoted (`hot%20dog`).
+A file is fetched into the cache folder as `NAME.part` (resumed with an HTTP Range request when a
+previous try was cut off), checked against the size the server announced and, when the server sends one
+(`x-goog-hash: md5=...`, as Cloud Storage does), its MD5, renamed into place, and then linked or copied
+into the output folder. A file already complete in the cache is not fetched again.
+
+Hand-written on urllib (no registry library): the job is a plain GET with Range and two headers.
+"""
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from .errors import OptionError, SketchprepError
+
+BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
+BASE_URL_ENV = "SKETCHPREP_QUICKDRAW_URL"
+CACHE_ENV = "SKETCHPREP_CACHE"
+
+# format -> (folder under the base URL, file extension)
+FORMATS = {
+    "raw": ("full/raw", ".ndjson"),
+    "simplified": ("full/simplified", ".ndjson"),
+    "binary": ("full/binary", ".bin"),
+    "npz": ("sketchrnn", ".npz"),
+}
+
+CHUNK = 1 << 20
+USER_AGENT = "sketchprep-download"
+
+
+class DownloadError(SketchprepError):
+    """A file that could not be fetched or did not arrive whole."""
+
+
+@dataclass
+class Fetched:
+    """One word's file: where it is, where it came from, and how it got there."""
+
+    word: str
+    path: Path
+    url: str
+    size: int
+    how: str                 # "downloaded", "resumed" (a .part was continued) or "cached"
+    md5_checked: bool        # the server sent an MD5 and the file matches it
+
+
+def quickdraw_words() -> list[str]:
+    """The 345 Quick, Draw! words, as Google spells them (categories.txt of quickdraw-dataset)."""
+    text = resources.files("sketchprep").joinpath("data", "quickdraw_categories.txt").read_text(encoding="utf-8")
+    return [w for w in text.splitlines() if w]
+
+
+def resolve_words(requested: list[str]) -> list[str]:
+    """Google's spelling of each requested word (case, `_` for a space and surrounding spaces forgiven).
+
+    An unknown word is an OptionError naming the closest words (difflib) and how to list them all."""
+    words = quickdraw_words()
+    by_key = {_key(w): w for w in words}
+    out = []
+    for raw in requested:
+        word = by_key.get(_key(raw))
+        if word is None:
+            close = difflib.get_close_matches(_key(raw), list(by_key), n=3, cutoff=0.6)
+            names = [repr(by_key[c]) for c in close]
+            hint = f"did you mean {' or '.join([', '.join(names[:-1]), names[-1]] if len(names) > 1 else names)}? " \
+                if close else ""
+            raise OptionError(f"{raw!r} is not one of the 345 Quick, Draw! words; {hint}"
+                              "`sketchprep download quickdraw --list` prints them all")
+        if word not in out:
+            out.append(word)
+    return out
+
+
+def _key(word: str) -> str:
+    return " ".join(word.replace("_", " ").split()).lower()
+
+
+def default_cache_dir() -> Path:
+    """$SKETCHPREP_CACHE, else $XDG_CACHE_HOME/sketchprep, else ~/.cache/sketchprep."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "sketchprep"
+
+
+def base_url(given: str | None = None) -> str:
+    """The base URL: `given`, else $SKETCHPREP_QUICKDRAW_URL, else Google's bucket."""
+    url = (given or os.environ.get(BASE_URL_ENV) or BASE_URL).rstrip("/")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
+        raise OptionError(f"base URL {url!r} is not an http://, https:// or file:// URL")
+    return url
+
+
+def url_for(word: str, fmt: str, base: str) -> str:
+    folder, ext = FORMATS[fmt]
+    return f"{base}/{folder}/{urllib.parse.quote(word)}{ext}"
+
+
+def file_name(word: str, fmt: str) -> str:
+    """Google's file name: the word as spelled, with its format's extension (`hot dog.ndjson`)."""
+    return word + FORMATS[fmt][1]
+
+
+Progress = Callable[..., object]  # progress(total=..., initial=..., desc=...) -> object with update(n), close()
+
+
+def download_quickdraw(words: list[str], fmt: str, out_dir: str | Path, *, base: str | None = None,
+                       cache_dir: str | Path | None = None, use_cache: bool = True, retries: int = 3,
+                       timeout: float = 60.0, progress: Progress | None = None) -> list[Fetched]:
+    """Fetch each word's file in format `fmt` into `out_dir`; see the module docstring.
+
+    With `use_cache` the file lands in `cache_dir/quickdraw/<fmt>/` first and is hard-linked (else copied)
+    into `out_dir`; without it, straight into `out_dir`. A download cut off mid-way is retried `retries`
+    times from where it stopped, and a later call resumes it too."""
+    if fmt not in FORMATS:
+        raise OptionError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    words = resolve_words(words)
+    base = base_url(base)
+    out_dir = Path(out_dir)
+    _make_dir(out_dir)
+    store = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "quickdraw" / fmt
+    if use_cache:
+        _make_dir(store)
+    results = []
+    for word in words:
+        name = file_name(word, fmt)
+        url = url_for(word, fmt, base)
+        target = (store if use_cache else out_dir) / name
+        fetched = _cached(word, url, target)
+        if fetched is None:
+            fetched = _fetch(word, url, target, retries=retries, timeout=timeout, progress=progress)
+        if use_cache:
+            _place(target, out_dir / name)
+            fetched.path = out_dir / name
+        results.append(fetched)
+    return results
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DownloadError("exists and is not a folder. Give a folder with -o", str(path)) from None
+
+
+def _meta_path(target: Path) -> Path:
+    return target.with_name(target.name + ".json")
+
+
+def _cached(word: str, url: str, target: Path) -> Fetched | None:
+    """A complete earlier download of the same URL (its record says so and the size agrees), else None."""
+    try:
+        meta = json.loads(_meta_path(target).read_text())
+        size = target.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if meta.get("url") != url or meta.get("size") != size:
+        return None
+    return Fetched(word, target, url, size, "cached", bool(meta.get("md5")))
+
+
+def _fetch(word: str, url: str, target: Path, *, retries: int, timeout: float, progress) -> Fetched:
+    part = target.with_name(target.name + ".part")
+    part_meta = _meta_path(part)
+    resumed = False
+    for attempt in range(retries + 1):
+        try:
+            info = _get(url, part, part_meta, timeout=timeout, progress=progress, desc=target.name)
+            resumed = resumed or info["resumed"]
+            break
+        except _Retry as e:
+            if attempt == retries:
+                raise DownloadError(f"download cut off after {part.stat().st_size if part.exists() else 0:,} "
+                                    f"bytes ({e}); {part.name} is kept: run the same command again to resume",
+                                    url) from None
+            resumed = True
+            time.sleep(min(2 ** attempt, 10) * 0.5)
+    size = part.stat().st_size
+    if info["size"] is not None and size != info["size"]:
+        raise DownloadError(f"got {size:,} bytes where the server announced {info['size']:,}; "
+                            f"{part.name} is kept: run the same command again to resume", url)
+    md5_checked = False
+    if info["md5"]:
+        digest = base64.b64encode(_md5(part)).decode()
+        if digest != info["md5"]:
+            part.unlink()
+            part_meta.unlink(missing_ok=True)
+            raise DownloadError(f"MD5 {digest} does not match the server's {info['md5']}: the file was "
+                                "damaged on the way and is deleted; run the same command again", url)
+        md5_checked = True
+    _meta_path(target).unlink(missing_ok=True)
+    os.replace(part, target)
+    _write_json(_meta_path(target), {"url": url, "size": size, "md5": info["md5"], "etag": info["etag"]})
+    part_meta.unlink(missing_ok=True)
+    return Fetched(word, target, url, size, "resumed" if resumed else "downloaded", md5_checked)
+
+
+class _Retry(Exception):
+    """A transfer that stopped early; the .part file holds what arrived."""
+
+
+def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, desc: str) -> dict:
+    """Continue `part` from its current size (or start it) and return what the server said about the file."""
+    have = part.stat().st_size if part.exists() else 0
+    try:
+        known = json.loads(part_meta.read_text()) if have else {}
+    except (OSError, ValueError):
+        known = {}
+    if have and known.get("url") != url:
+        have, known = 0, {}  # a .part of something else: start over
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if known.get("etag"):
+            headers["If-Range"] = known["etag"]  # the server sends the whole file if it changed since
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have and known.get("size") == have:  # already complete
+            return {"size": have, "md5": known.get("md5"), "etag": known.get("etag"), "resumed": True}
+        if e.code == 416:
+            part.unlink()
+            raise _Retry("the server refused the resume; starting over") from None
+        if e.code == 404:
+            raise DownloadError("not found on the server (404). Check the word and the format, or the mirror "
+                                "given by --base-url / $" + BASE_URL_ENV, url) from None
+        raise DownloadError(f"the server answered HTTP {e.code} {e.reason}. Try again later, or use a mirror "
+                            f"with --base-url", url) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"cannot reach the server ({reason}). Check the network, or use a mirror with "
+                            f"--base-url", url) from None
+    with response:
+        status = getattr(response, "status", 200)
+        etag = response.headers.get("ETag")
+        md5 = _md5_header(response.headers.get_all("x-goog-hash") or [])
+        if status == 206:
+            start, total = _content_range(response.headers.get("Content-Range"), url)
+            if start != have:
+                part.unlink()
+                raise _Retry(f"the server resumed at byte {start}, not {have}; starting over")
+            resumed = True
+        else:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            have, resumed = 0, False
+        md5 = md5 or (known.get("md5") if resumed else None)
+        if resumed and known.get("size") is not None and total is not None and known["size"] != total:
+            part.unlink()
+            raise _Retry("the file changed on the server since the first try; starting over")
+        _write_json(part_meta, {"url": url, "size": total, "md5": md5, "etag": etag or known.get("etag")})
+        bar = progress(total=total, initial=have, desc=desc) if progress else None
+        try:
+            with open(part, "ab" if resumed else "wb") as f:
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, TimeoutError, ConnectionError, urllib.error.URLError) as e:
+                        raise _Retry(str(e) or type(e).__name__) from None
+                    except Exception as e:  # http.client.IncompleteRead and friends
+                        raise _Retry(type(e).__name__) from None
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+    got = part.stat().st_size
+    if total is not None and got < total:
+        raise _Retry(f"the connection closed at {got:,} of {total:,} bytes")
+    return {"size": total, "md5": md5, "etag": etag, "resumed": resumed}
+
+
+def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
+    """(first byte, total size or None) of `Content-Range: bytes START-END/TOTAL`."""
+    try:
+        unit, _, rest = (value or "").partition(" ")
+        span, _, total = rest.partition("/")
+        start = int(span.split("-")[0])
+        return start, (int(total) if total.isdigit() else None)
+    except ValueError:
+        raise DownloadError(f"the server sent a partial answer without a readable Content-Range ({value!r}). "
+                            "Delete the .part file and try again", url) from None
+
+
+def _md5_header(values: list[str]) -> str | None:
+    """The base64 MD5 of `x-goog-hash: crc32c=...,md5=...` (Cloud Storage sends it for whole objects)."""
+    for value in values:
+        for item in value.split(","):
+            name, _, digest = item.strip().partition("=")
+            if name == "md5" and digest:
+                return digest
+    return None
+
+
+def _md5(path: Path) -> bytes:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.digest()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _place(source: Path, dest: Path) -> None:
+    """Put the cached file at `dest`: a hard link when both are on one file system, else a copy (atomic)."""
+    if dest.exists() and dest.samefile(source):
+        return
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
