@@ -6,23 +6,22 @@ rebuild arrays (`_reconstruct`, `ndarray`, `dtype`, `scalar`, `_codecs.encode`).
 refused with `UnsafeFileError` before any of its code could run. Python-2 pickles (the published
 datasets) are read with `encoding='latin1'`, exactly like the reference loader.
 
-Writing goes to a temporary file in the output's folder, then `os.replace`: a killed run leaves the
-previous file intact and never a partial one.
+Writing goes through `sketchprep.outputs.atomic_output` (a temporary file in the output's folder,
+then a rename): a killed run leaves the previous file intact and never a partial one.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetFormatError, UnsafeFileError
+from .errors import DatasetFormatError, OptionError, UnsafeFileError
+from .outputs import atomic_output
 
 SPLITS = ("train", "valid", "test")
 
@@ -36,57 +35,235 @@ _ALLOWED_GLOBALS = {
     ("_codecs", "encode"),  # how Python 3 pickles array bytes at protocol 2 (kanji.rdp200.npz); only encodes a str
 }
 
+# The keys of the data contract. Nothing else in a file is ever decompressed (an unknown key costs nothing).
+CONTRACT_KEYS = (*SPLITS, *(f"{s}_ids" for s in SPLITS), *(f"{s}_labels" for s in SPLITS), "meta")
+
+# Bounds on what a member may cost before any of it is read (from the zip directory and the .npy header).
+MAX_MEMBER_MB_ENV = "SKETCHPREP_NPZ_MAX_MB"          # largest uncompressed member, MiB
+MAX_MEMBER_MB = 4096
+MAX_RATIO_ENV = "SKETCHPREP_NPZ_MAX_RATIO"           # largest uncompressed/compressed ratio ...
+MAX_RATIO = 100                                      # ... for members over RATIO_FLOOR (sketch data: about 3)
+RATIO_FLOOR = 64 * 2**20
+_HEADER_LIMIT = 10_000                               # numpy's own default bound on a .npy header
+
+
+def _env_bound(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"{name}={text!r}: expected a number") from None
+    if not value > 0:
+        raise OptionError(f"{name}={text!r}: expected a number > 0")
+    return value
+
+
+def _check_member_size(info: zipfile.ZipInfo, path: str) -> None:
+    """Refuse a member whose declared uncompressed size is over the bounds (zipfile never inflates past it)."""
+    limit_mb = _env_bound(MAX_MEMBER_MB_ENV, MAX_MEMBER_MB)
+    if info.file_size > limit_mb * 2**20:
+        raise DatasetFormatError(f"member is {info.file_size / 2**20:,.0f} MiB uncompressed, over the "
+                                 f"{limit_mb:g} MiB bound. If the file is trusted, raise the bound: "
+                                 f"{MAX_MEMBER_MB_ENV}={int(info.file_size / 2**20) + 1}",
+                                 path=path, element=info.filename)
+    ratio = info.file_size / max(info.compress_size, 1)
+    max_ratio = _env_bound(MAX_RATIO_ENV, MAX_RATIO)
+    if info.file_size > RATIO_FLOOR and ratio > max_ratio:
+        raise DatasetFormatError(f"member inflates {ratio:,.0f}-fold ({info.compress_size:,} to {info.file_size:,} "
+                                 f"bytes), over the {max_ratio:g}-fold bound for members over "
+                                 f"{RATIO_FLOOR // 2**20} MiB (sketch data compresses about 3-fold). If the file is "
+                                 f"trusted, raise the bound: {MAX_RATIO_ENV}={int(ratio) + 1}",
+                                 path=path, element=info.filename)
+
+
+def _count(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _check_dtype(dtype, what: str) -> np.dtype:
+    if not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError(f"{what} has no numpy dtype")
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise _BadArray(f"{what} has a structured or sub-array dtype {dtype}; sketch data uses plain dtypes")
+    if dtype.hasobject and dtype != np.dtype(object):
+        raise _BadArray(f"{what} has dtype {dtype}")
+    return dtype
+
+
+class _BadArray(ValueError):
+    """An array whose description is inconsistent or over a bound (reported as a format error)."""
+
+
+class _ArrayBuilder:
+    """Stands in for an ndarray while a pickle is read: numpy's `__setstate__` allocates what the state
+    declares (shape x dtype) before checking it against the data, so the state is checked here first:
+    the data must hold exactly the declared elements (a list item or an element's bytes cost at least
+    one byte of the pickle, so nothing larger than the member itself can be allocated)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise _BadArray("array state is not a 4- or 5-tuple")
+        if len(state) == 5:
+            state = state[1:]
+        shape, dtype, fortran, data = state
+        if not isinstance(shape, tuple) or not all(isinstance(d, int) and 0 <= d for d in shape) or len(shape) > 32:
+            raise _BadArray(f"array shape {shape!r} is not a tuple of sizes")
+        dtype = _check_dtype(dtype, "array")
+        count = _count(shape)
+        if dtype.hasobject:
+            if not isinstance(data, list) or len(data) != count:
+                got = f"{len(data)} items" if isinstance(data, list) else type(data).__name__
+                raise _BadArray(f"object array declares {count:,} elements but holds {got}")
+            data = [_unwrap(x) for x in data]
+        else:
+            if not isinstance(data, (bytes, str)) or len(data) != count * dtype.itemsize:
+                got = f"{len(data):,} bytes" if isinstance(data, (bytes, str)) else type(data).__name__
+                raise _BadArray(f"array declares {count:,} x {dtype.itemsize} bytes but holds {got}")
+        arr = np.ndarray.__new__(np.ndarray, (0,), np.dtype("b"))
+        arr.__setstate__((shape, dtype, bool(fortran), data))
+        self.array = arr
+
+
+def _unwrap(x):
+    if isinstance(x, _ArrayBuilder):
+        if x.array is None:
+            raise _BadArray("an array in the pickle has no data")
+        return x.array
+    return x
+
+
+def _reconstruct(subtype, shape, dtype_code):
+    """numpy's `_reconstruct`, which pickles call to make an empty array before filling it in."""
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"refusing to build a {getattr(subtype, '__name__', subtype)!r}: "
+                                     "only plain numpy arrays may be unpickled")
+    if not isinstance(shape, tuple) or _count(shape) != 0:
+        raise _BadArray(f"array template of shape {shape!r} (numpy writes (0,))")
+    return _ArrayBuilder()
+
+
+def _encode(obj, encoding="utf-8", errors="strict"):
+    if not isinstance(obj, str) or str(encoding).replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"refusing to call _codecs.encode with {encoding!r}: only latin1 is used by numpy")
+    return obj.encode("latin1", errors)
+
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays may be unpickled")
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays may be unpickled")
+        if name == "_reconstruct":
+            return _reconstruct
+        if name == "encode":
+            return _encode
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing a persistent id: only numpy arrays may be unpickled")
 
 
-def _read_member(zf: zipfile.ZipFile, name: str, path: str) -> np.ndarray:
-    with zf.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise DatasetFormatError(f"unsupported .npy version {version}", path=path, element=name)
+def _read_header(f, name: str, path: str):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f, max_header_size=_HEADER_LIMIT)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f, max_header_size=_HEADER_LIMIT)
+    raise DatasetFormatError(f"unsupported .npy version {version}", path=path, element=name)
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> np.ndarray:
+    """One member, with every size checked before it is allocated."""
+    name = info.filename
+    _check_member_size(info, path)
+    with zf.open(info) as f:
+        shape, fortran, dtype = _read_header(f, name, path)
+        data_bytes = info.file_size - f.tell()
+        try:
+            dtype = _check_dtype(dtype, "the .npy header")
+        except _BadArray as e:
+            raise DatasetFormatError(str(e), path=path, element=name) from None
+        count = _count(shape)
         if not dtype.hasobject:
-            data = f.read()
-            count = int(np.prod(shape)) if shape else 1
-            arr = np.frombuffer(data, dtype=dtype, count=count)
+            if count * dtype.itemsize != data_bytes:
+                raise DatasetFormatError(f"the header declares {shape} x {dtype} ({count * dtype.itemsize:,} bytes) "
+                                         f"but the member holds {data_bytes:,} bytes", path=path, element=name)
+            arr = np.frombuffer(f.read(data_bytes), dtype=dtype, count=count)
             if fortran:
                 return arr.reshape(shape[::-1]).transpose().copy()
             return arr.reshape(shape).copy()
+        if count > data_bytes:  # every pickled element costs at least one byte
+            raise DatasetFormatError(f"the header declares {count:,} objects but the member holds only "
+                                     f"{data_bytes:,} bytes", path=path, element=name)
         try:
-            arr = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+            arr = _unwrap(_NumpyOnlyUnpickler(f, encoding="latin1").load())
         except pickle.UnpicklingError as e:
             raise UnsafeFileError(f"{e}; the file was not loaded", path=path, element=name) from None
-        except Exception as e:  # a damaged pickle stream
+        except RecursionError:
+            raise DatasetFormatError("cannot read object array: nested too deeply", path=path, element=name) from None
+        except MemoryError:
+            raise DatasetFormatError("cannot read object array: it asks for more memory than there is",
+                                     path=path, element=name) from None
+        except Exception as e:  # noqa: BLE001  (a damaged pickle stream: any error the unpickler or numpy raises)
             raise DatasetFormatError(f"cannot read object array: {e}", path=path, element=name) from None
     if not isinstance(arr, np.ndarray):
         raise DatasetFormatError(f"member holds a {type(arr).__name__}, not an array", path=path, element=name)
+    if arr.shape != tuple(shape):
+        raise DatasetFormatError(f"the pickle holds shape {arr.shape} but the header declares {tuple(shape)}",
+                                 path=path, element=name)
     return arr
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of an `.npz`, by key, without executing any pickle. Raises `UnsafeFileError` or
-    `DatasetFormatError`."""
-    path = str(path)
+def npz_keys(path: str | os.PathLike) -> list[str]:
+    """The keys of an `.npz` (its member names without `.npy`), read from the zip directory only."""
+    with _open_zip(str(path)) as zf:
+        return [_key(n) for n in zf.namelist()]
+
+
+def _key(name: str) -> str:
+    return name.removesuffix(".npy")
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+        return zipfile.ZipFile(path)
+    except IsADirectoryError:
+        raise DatasetFormatError("is a folder, not an .npz file", path=path) from None
+    except FileNotFoundError:
+        raise DatasetFormatError("no such file", path=path) from None
+    except PermissionError:
+        raise DatasetFormatError("permission denied. Check the file's permissions", path=path) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DatasetFormatError(f"not a readable .npz (zip) file: {e}", path=path) from None
-    with zf:
+
+
+def read_npz(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz`, by key, without executing any pickle (`keys`: read only these; the others
+    are never decompressed). Every member's size is checked against the bounds (`SKETCHPREP_NPZ_MAX_MB`,
+    `SKETCHPREP_NPZ_MAX_RATIO`) and its `.npy` header before anything is allocated. Raises
+    `UnsafeFileError` or `DatasetFormatError`."""
+    path = str(path)
+    wanted = None if keys is None else set(keys)
+    with _open_zip(path) as zf:
         out = {}
-        for name in zf.namelist():
-            key = name[:-4] if name.endswith(".npy") else name
+        for info in zf.infolist():
+            key = _key(info.filename)
+            if wanted is not None and key not in wanted:
+                continue
             try:
-                out[key] = _read_member(zf, name, path)
-            except (ValueError, EOFError, zipfile.BadZipFile) as e:
-                raise DatasetFormatError(f"cannot read member: {e}", path=path, element=name) from None
+                out[key] = _read_member(zf, info, path)
+            except (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError,
+                    zlib.error, OverflowError) as e:
+                raise DatasetFormatError(f"cannot read member: {e}", path=path, element=info.filename) from None
         return out
 
 
@@ -94,10 +271,10 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 class SketchDataset:
     """A loaded sketch-rnn dataset.
 
-    splits: split name -> list of (n, 3) arrays (int16 or float, as stored).
+    splits: split name -> list of (n, 3) arrays (int or float, as stored).
     ids: split name -> (N,) unicode array of source ids, when the file has them.
     labels: split name -> (N,) int array of class indices into `classes`, when the file has them.
-    meta: the decoded `meta` JSON ({} when absent).
+    meta: the decoded `meta` JSON object ({} when absent).
     """
 
     splits: dict[str, list[np.ndarray]]
@@ -111,47 +288,142 @@ class SketchDataset:
         return list(self.meta.get("classes", []))
 
 
-def load_dataset(path: str | os.PathLike, require_splits: bool = True) -> SketchDataset:
-    """Load a sketch-rnn `.npz` (ours, Google's or hardmaru's) safely.
+# ---------------------------------------------------------------------------------------------------
+# The layout checks. `load_dataset` refuses a file on the first problem; `validate` reports every one
+# as an error finding, with the same words.
 
-    Sketches come back as stored (int16 or float arrays). Raises `DatasetFormatError` when a split is
-    missing (if `require_splits`) or is not a 1-D array of 2-D arrays with 3 columns.
+
+@dataclass
+class LayoutProblem:
+    """One way a file breaks the layout. `what` and `fix` are the words every command uses for it."""
+
+    code: str
+    key: str | None
+    what: str
+    fix: str
+    indices: list[int] = field(default_factory=list)
+
+    def error(self, path: str) -> DatasetFormatError:
+        element = None if self.key is None or self.what.startswith(self.key) else self.key
+        return DatasetFormatError(f"{self.what}. {self.fix[0].upper()}{self.fix[1:]}", path=path, element=element)
+
+
+FIX_SKETCHES = "store each split as a 1-D object array of (n, 3) int16 arrays [dx, dy, p]"
+FIX_META = "store meta as np.array(json.dumps({...})) (a 0-d unicode array holding a JSON object)"
+
+
+def numeric_sketch(s) -> bool:
+    """An (n, 3) array of integers or floats (bool, complex, strings and objects are not sketch data)."""
+    return isinstance(s, np.ndarray) and s.ndim == 2 and s.shape[1] == 3 and s.dtype.kind in "iuf"
+
+
+def sketch_items(arr: np.ndarray, key: str) -> tuple[list | None, LayoutProblem | None]:
+    """A split's sketches as a list, or the problem that makes it no array of sketches at all."""
+    if arr.dtype == object:
+        if arr.ndim != 1:
+            return None, LayoutProblem("not_1d", key, f"the array has shape {arr.shape}, not (N,)",
+                                       "store each split as a 1-D object array: out = np.empty(N, dtype=object); "
+                                       "out[i] = sketch_i")
+        return list(arr), None
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype.kind in "iuf":
+        return list(arr), None
+    return None, LayoutProblem("not_sketch_array", key, "expected a 1-D object array of (n, 3) sketches, got "
+                               f"{arr.dtype} of shape {arr.shape}", FIX_SKETCHES)
+
+
+def bad_sketches(items: list, key: str) -> LayoutProblem | None:
+    """The sketches that are not (n, 3) numeric arrays, as one problem (None when all are)."""
+    bad = [i for i, s in enumerate(items) if not numeric_sketch(s)]
+    if not bad:
+        return None
+    first = items[bad[0]]
+    example = (f"#{bad[0]} is {first.dtype} {first.shape}" if isinstance(first, np.ndarray)
+               else f"#{bad[0]} is a {type(first).__name__}")
+    count = f"{len(bad)} sketches are not (n, 3) numeric arrays" if len(bad) > 1 else \
+        "1 sketch is not an (n, 3) numeric array"
+    return LayoutProblem("bad_sketch", key, f"{count}; {example}",
+                         "every sketch must be an (n, 3) array of [dx, dy, p] rows", bad)
+
+
+def read_meta(arr: np.ndarray) -> tuple[dict, LayoutProblem | None]:
+    """The `meta` JSON object and its class list, or the problem with them."""
+    try:
+        if arr.dtype.kind != "U" or arr.ndim != 0:
+            raise ValueError(f"a {arr.dtype} array of shape {arr.shape}, not a 0-d unicode array")
+        meta = json.loads(str(arr[()]))
+        if not isinstance(meta, dict):
+            raise ValueError(f"the JSON is a {type(meta).__name__}, not an object")
+        classes = meta.get("classes")
+        if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            raise ValueError("meta.classes is not a list of strings")
+    except (ValueError, TypeError, RecursionError) as e:
+        return {}, LayoutProblem("bad_meta", "meta", f"meta: {e}", FIX_META)
+    return meta, None
+
+
+def extra_key_problem(arr: np.ndarray, split: str, suffix: str, count: int | None,
+                      classes: list | None) -> LayoutProblem | None:
+    """What is wrong with `<split>_ids` / `<split>_labels` (None when nothing)."""
+    key = f"{split}_{suffix}"
+    problem = None
+    if arr.dtype == object:
+        problem = "is an object array (loading it needs a pickle)"
+    elif arr.ndim != 1:
+        problem = f"has shape {arr.shape}, not (N,)"
+    elif count is not None and len(arr) != count:
+        problem = f"has {len(arr)} entries for {count} sketches"
+    elif suffix == "ids" and arr.dtype.kind not in "US":
+        problem = f"is {arr.dtype}, not strings"
+    elif suffix == "labels" and arr.dtype.kind not in "iu":
+        problem = f"is {arr.dtype}, not integers"
+    elif suffix == "labels" and classes is not None and len(arr) and (int(arr.min()) < 0 or int(arr.max()) >= len(classes)):
+        problem = f"holds class indices outside 0..{len(classes) - 1} (meta lists {len(classes)} classes)"
+    if problem is None:
+        return None
+    return LayoutProblem(f"bad_{suffix}", key, f"{key} {problem}",
+                         f"write one {'unicode id' if suffix == 'ids' else 'int class index'} per sketch of {split}, "
+                         f"in the same order (or drop {key})")
+
+
+def load_dataset(path: str | os.PathLike, require_splits: bool = True) -> SketchDataset:
+    """Load a sketch-rnn `.npz` (ours, Google's or hardmaru's) safely: the one loader every command uses.
+
+    Only the contract's keys are read (see `read_npz` for the bounds). Sketches come back as stored (int
+    or float (n, 3) arrays). Raises `DatasetFormatError` with the words `validate` uses when a split is
+    missing (if `require_splits`), a split is not a 1-D array of (n, 3) numeric arrays, `meta` is not a
+    JSON object (or its `classes` not a list of strings), or `<split>_ids` / `<split>_labels` do not
+    match their split; `UnsafeFileError` for a pickle that asks for anything but numpy arrays.
     """
-    arrays = read_npz(path)
     path = str(path)
+    arrays = read_npz(path, keys=CONTRACT_KEYS)
     splits: dict[str, list[np.ndarray]] = {}
     for name in SPLITS:
         if name not in arrays:
             if require_splits:
-                raise DatasetFormatError(f"missing key {name!r} (keys: {sorted(arrays)})", path=path)
+                raise DatasetFormatError(f"missing key {name!r} (keys: {sorted(npz_keys(path))}). Save train, valid "
+                                         "and test (sketchprep convert always writes all three)", path=path)
             continue
-        splits[name] = _as_sketch_list(arrays[name], path, name)
-    ids = {s: arrays[f"{s}_ids"] for s in SPLITS if f"{s}_ids" in arrays}
-    labels = {s: arrays[f"{s}_labels"] for s in SPLITS if f"{s}_labels" in arrays}
-    meta = {}
+        items, problem = sketch_items(arrays[name], name)
+        problem = problem or bad_sketches(items, name)
+        if problem:
+            raise problem.error(path)
+        splits[name] = items
+    meta, classes = {}, None
     if "meta" in arrays:
-        try:
-            meta = json.loads(str(arrays["meta"][()]))
-        except (ValueError, TypeError) as e:
-            raise DatasetFormatError(f"meta is not JSON: {e}", path=path, element="meta") from None
+        meta, problem = read_meta(arrays["meta"])
+        if problem:
+            raise problem.error(path)
+        classes = meta.get("classes")
+    ids, labels = {}, {}
+    for s in SPLITS:
+        for suffix, into in (("ids", ids), ("labels", labels)):
+            key = f"{s}_{suffix}"
+            if key in arrays:
+                problem = extra_key_problem(arrays[key], s, suffix, len(splits[s]) if s in splits else None, classes)
+                if problem:
+                    raise problem.error(path)
+                into[s] = arrays[key]
     return SketchDataset(splits, ids, labels, meta, path)
-
-
-def _as_sketch_list(arr: np.ndarray, path: str, name: str) -> list[np.ndarray]:
-    if arr.dtype == object:
-        if arr.ndim != 1:
-            raise DatasetFormatError(f"expected a 1-D array of sketches, got shape {arr.shape}", path=path, element=name)
-        items = list(arr)
-    elif arr.ndim == 3:  # every sketch the same length: numpy stored a 3-D array
-        items = list(arr)
-    else:
-        raise DatasetFormatError(f"expected an object array of (n, 3) sketches, got {arr.dtype} {arr.shape}",
-                                 path=path, element=name)
-    for i, s in enumerate(items):
-        if not isinstance(s, np.ndarray) or s.ndim != 2 or s.shape[1] != 3:
-            what = f"shape {s.shape}" if isinstance(s, np.ndarray) else type(s).__name__
-            raise DatasetFormatError(f"sketch {i} is not an (n, 3) array ({what})", path=path, element=name)
-    return items
 
 
 def sketch_array(sketches: list[np.ndarray]) -> np.ndarray:
@@ -160,31 +432,6 @@ def sketch_array(sketches: list[np.ndarray]) -> np.ndarray:
     for i, s in enumerate(sketches):
         out[i] = s
     return out
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside `path`; on success it replaces `path`, on error it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_dataset(path: str | os.PathLike, splits: dict[str, list[np.ndarray]], ids: dict[str, list[str]] | None = None,

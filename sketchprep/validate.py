@@ -7,13 +7,13 @@ loader or the contract; warnings are legal but probably not what you want.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dataset import SPLITS, read_npz
+from .dataset import (CONTRACT_KEYS, SPLITS, LayoutProblem, bad_sketches, extra_key_problem, numeric_sketch,
+                      read_meta, read_npz, sketch_items)
 from .errors import DatasetFormatError, OptionError, UnsafeFileError
 from .stats import CLAMP, pack_sketches
 
@@ -92,7 +92,7 @@ def validate_file(path: str | os.PathLike, max_len: int = 250, batch_size: int =
     _check_options(max_len, batch_size)
     path = str(path)
     try:
-        arrays = read_npz(path)
+        arrays = read_npz(path, keys=CONTRACT_KEYS)
     except UnsafeFileError as e:
         finding = Finding(ERROR, "unsafe_pickle", _split_of(e.element), f"{e.message}",
                           "do not open this file with np.load(allow_pickle=True): it asks to run code; "
@@ -172,42 +172,31 @@ def _add(findings: list[Finding], level: str, code: str, split: str, indices: np
     findings.append(Finding(level, code, split, text, fix, indices))
 
 
+def _layout_finding(problem: LayoutProblem, split: str | None) -> Finding:
+    """A layout problem (the words `load_dataset` refuses a file with) as an error finding."""
+    return Finding(ERROR, problem.code, split, problem.what, problem.fix, list(problem.indices))
+
+
 def _sketch_items(arr: np.ndarray, split: str, findings: list[Finding]) -> list | None:
     """The split's sketches as a list, or None (with an error finding) when it is not a 1-D array of sketches."""
-    if arr.dtype == object:
-        if arr.ndim != 1:
-            findings.append(Finding(ERROR, "not_1d", split, f"the array has shape {arr.shape}, not (N,)",
-                                    "store each split as a 1-D object array: out = np.empty(N, dtype=object); "
-                                    "out[i] = sketch_i"))
-            return None
-        return list(arr)
-    if arr.ndim == 3 and arr.shape[2] == 3 and _numeric(arr.dtype):
+    items, problem = sketch_items(arr, split)
+    if problem:
+        findings.append(_layout_finding(problem, split))
+        return None
+    if arr.dtype != object:
         findings.append(Finding(WARNING, "not_object_array", split,
                                 f"stored as one {arr.dtype} array of shape {arr.shape} (every sketch has the same length); "
                                 f"the reference loader reads it, but it is not the contract's layout",
                                 "store a 1-D object array built with np.empty(N, dtype=object), never from a list"))
-        return list(arr)
-    findings.append(Finding(ERROR, "not_sketch_array", split,
-                            f"expected a 1-D object array of (n, 3) sketches, got {arr.dtype} of shape {arr.shape}",
-                            "store each split as a 1-D object array of (n, 3) int16 arrays [dx, dy, p]"))
-    return None
-
-
-def _numeric(dtype: np.dtype) -> bool:
-    return dtype.kind in "iuf"
+    return items
 
 
 def _check_sketches(items: list, split: str, max_len: int, findings: list[Finding]) -> np.ndarray:
     """Every per-sketch check, on all sketches of the split at once. Returns the indices of well-formed ones."""
-    shaped = np.array([isinstance(s, np.ndarray) and s.ndim == 2 and s.shape[1] == 3 and _numeric(s.dtype)
-                       for s in items], dtype=bool)
-    bad = np.flatnonzero(~shaped)
-    if len(bad):
-        first = items[bad[0]]
-        example = (f"#{bad[0]} is {first.dtype} {first.shape}" if isinstance(first, np.ndarray)
-                   else f"#{bad[0]} is a {type(first).__name__}")
-        _add(findings, ERROR, "bad_sketch", split, bad, f"are not (n, 3) numeric arrays; {example}",
-             "every sketch must be an (n, 3) array of [dx, dy, p] rows")
+    shaped = np.array([numeric_sketch(s) for s in items], dtype=bool)
+    problem = bad_sketches(items, split)
+    if problem:
+        findings.append(_layout_finding(problem, split))
     good = np.flatnonzero(shaped)
     sketches = [items[i] for i in good]
     rows, offsets = pack_sketches(sketches)
@@ -315,36 +304,14 @@ def _check_extra_keys(arrays: dict[str, np.ndarray], counts: dict[str, int], fin
     """The optional keys of the contract: meta (JSON), <split>_ids and <split>_labels (one per sketch, no pickle)."""
     classes = None
     if "meta" in arrays:
-        meta = arrays["meta"]
-        try:
-            if meta.dtype.kind != "U" or meta.ndim != 0:
-                raise ValueError(f"a {meta.dtype} array of shape {meta.shape}, not a 0-d unicode array")
-            decoded = json.loads(str(meta[()]))
-            if not isinstance(decoded, dict):
-                raise ValueError("the JSON is not an object")
-            classes = decoded.get("classes")
-        except ValueError as e:
-            findings.append(Finding(ERROR, "bad_meta", None, f"meta: {e}",
-                                    "store meta as np.array(json.dumps({...})) (a 0-d unicode array)"))
+        meta, problem = read_meta(arrays["meta"])
+        if problem:
+            findings.append(_layout_finding(problem, None))
+        classes = meta.get("classes")
     for split in SPLITS:
         for suffix in ("ids", "labels"):
             key = f"{split}_{suffix}"
-            if key not in arrays:
-                continue
-            arr = arrays[key]
-            problem = None
-            if arr.dtype == object:
-                problem = "is an object array (loading it needs a pickle)"
-            elif arr.ndim != 1:
-                problem = f"has shape {arr.shape}, not (N,)"
-            elif split in counts and len(arr) != counts[split]:
-                problem = f"has {len(arr)} entries for {counts[split]} sketches"
-            elif suffix == "labels" and arr.dtype.kind not in "iu":
-                problem = f"is {arr.dtype}, not integers"
-            elif suffix == "labels" and isinstance(classes, list) and len(arr) and \
-                    (arr.min() < 0 or arr.max() >= len(classes)):
-                problem = f"holds class indices outside 0..{len(classes) - 1} (meta lists {len(classes)} classes)"
-            if problem:
-                findings.append(Finding(ERROR, f"bad_{suffix}", split, f"{key} {problem}",
-                                        f"write one {'unicode id' if suffix == 'ids' else 'int class index'} per "
-                                        f"sketch of {split}, in the same order (or drop {key})"))
+            if key in arrays:
+                problem = extra_key_problem(arrays[key], split, suffix, counts.get(split), classes)
+                if problem:
+                    findings.append(_layout_finding(problem, split))

@@ -75,7 +75,7 @@ def test_wrong_sketch_shape_is_a_format_error(tmp_path):
     arr = sketch_array([np.zeros((2, 3), np.int16), np.zeros((2, 2), np.int16)])
     path = tmp_path / "shape.npz"
     path.write_bytes(_npz_bytes(train=arr, valid=arr, test=arr))
-    with pytest.raises(DatasetFormatError, match=r"sketch 1 is not an \(n, 3\) array"):
+    with pytest.raises(DatasetFormatError, match=r"train: 1 sketch is not an \(n, 3\) numeric array; #1 is int16 \(2, 2\)"):
         load_dataset(path)
 
 

@@ -160,7 +160,7 @@ def test_hostile_pickle_is_an_error_not_code_execution(tmp_path):
     path = _write(tmp_path / "evil.npz", _splits(train=hostile))
     result = _run(path, "--json")
     assert result.exit_code == 1
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # the verdict is the Error line on stderr
     assert [f["code"] for f in data["findings"]] == ["unsafe_pickle"]
     assert data["findings"][0]["split"] == "train" and "system" in data["findings"][0]["what"]
     assert not marker.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import shlex
 import sys
 
@@ -41,6 +42,8 @@ _OS_FIXES = {
 def _os_error_text(e: OSError) -> str:
     what = e.strerror or str(e) or type(e).__name__
     name = e.filename2 if e.filename2 is not None else e.filename  # a rename names its destination second
+    if name is not None:  # name the output, not the temporary file it is written through (dataset.atomic_output)
+        name = re.sub(r"(^|/)\.([^/]+?)(\.[0-9]+)?\.[^./]+\.(sketchprep-)?tmp$", r"\1\2", os.fsdecode(name))
     fix = _OS_FIXES.get(e.errno)
     text = f"{what}" + (f". {fix}" if fix else "")
     return f"{os.fsdecode(name)}: {text}" if name is not None else text
@@ -58,8 +61,10 @@ def translate_error(e: BaseException) -> click.ClickException | None:
         return click.UsageError(str(e))
     if isinstance(e, SketchprepError):
         return click.ClickException(str(e))
-    if isinstance(e, KeyboardInterrupt):
-        return Interrupted("interrupted (Ctrl-C); outputs are written whole or not at all")
+    if isinstance(e, KeyboardInterrupt):  # Ctrl-C, or a subclass raised for SIGTERM that may carry its own code
+        stopped = Interrupted(str(e) or "interrupted (Ctrl-C); outputs are written whole or not at all")
+        stopped.exit_code = getattr(e, "exit_code", Interrupted.exit_code)
+        return stopped
     if isinstance(e, MemoryError):
         return click.ClickException("out of memory. Give a smaller input, lower the batch or grid size, "
                                     "or run on a machine with more memory")
@@ -96,6 +101,8 @@ class SafeGroup(click.Group):
     """A group whose every (sub)command runs inside the error boundary, decorated or not."""
 
     def invoke(self, ctx):
+        if sys.stdin is None:  # started with stdin closed (`<&-`): '-' then reads as an empty input
+            sys.stdin = open(os.devnull)  # noqa: SIM115  (lives as long as the process, like a real stdin)
         try:
             return super().invoke(ctx)
         except (Exception, KeyboardInterrupt) as e:

@@ -42,8 +42,10 @@ def validate(path, max_len, batch_size, as_json):
     else:
         for finding in report.findings:
             click.echo(finding.line())
-        click.echo(report.verdict())
-    if not report.ok:
+        if report.ok:
+            click.echo(report.verdict())
+    if not report.ok:  # the verdict of a failed check is the command's one error line
+        click.echo(f"Error: {report.verdict()}", err=True)
         click.get_current_context().exit(1)
 
 
