@@ -46,7 +46,6 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     drawing per file, its folder's name as its class; folders are searched recursively) into a sketch-rnn
     .npz with train/valid/test splits.
 
-    \b
     Every drawing is normalised to the --size box, simplified with RDP at --epsilon (Quick, Draw! raw
     drawings are first resampled at 1 unit, as Google did; Google's simplified drawings pass through
     unchanged at the defaults; an SVG's strokes are what a browser strokes, curves sampled at 1 unit),
@@ -57,10 +56,10 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     \b
     Examples:
       sketchprep convert sketchprep/data/quickdraw_sample sample.npz
-      sketchprep convert cat.ndjson dog.ndjson pets.npz --split 70000/2500/2500 --recognized-only
+      sketchprep convert cat.ndjson dog.ndjson pets.npz --recognized-only
       sketchprep convert quickdraw/ --by-word datasets/ --split 70000/2500/2500
-      sketchprep convert drawings/ drawings.npz --include-fills --split 1/0/0 --multiple 1
-      zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --max-len 200 --fit
+      sketchprep convert icons/ icons.npz --include-fills --split 1/0/0
+      zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --fit
     """
     from ..convert import ConvertOptions, collect, parse_split, write_outputs
     from ..shards import parse_shard, write_shard
@@ -113,7 +112,9 @@ def merge(args, by_word, split_text, multiple, seed, as_json, quiet):
 
     \b
     Example (4 shards, e.g. one per machine or per Slurm array task):
-      for i in 0 1 2 3; do sketchprep convert quickdraw/ shard-$i.npz --shard $i/4 & done; wait
+      for i in 0 1 2 3; do
+        sketchprep convert quickdraw/ shard-$i.npz --shard $i/4 &
+      done; wait
       sketchprep merge shard-*.npz quickdraw.npz
     """
     from ..convert import parse_split, write_outputs

@@ -20,13 +20,13 @@ from .app import default_workers, handle_errors, progress_bar, main
 def validate(path, max_len, batch_size, as_json):
     """Check DATA.npz (ours, Google's or hardmaru's) against the sketch-rnn data contract.
 
-    \b
     Prints one line per finding (level, split[first index], code, what, how to fix), then a verdict.
     Errors: missing keys, a split that is not a 1-D array of (n, 3) arrays, NaN/inf, pen values other
     than 0/1, empty sketches, sketches over --max-len, values outside int16, a split smaller than
     --batch-size. Warnings: split sizes that are not multiples of --batch-size, |offset| > 1000 (the
     reference loader clamps there), a last row that is not pen-up, float offsets, duplicates within a
     split, and drawings in two splits (leakage). Pickles in the file are never executed.
+
     Exit status: 0 without errors (warnings allowed), 1 on any error, 2 on usage errors.
 
     \b
@@ -99,7 +99,6 @@ def _inspect_workers(inputs) -> int:
 def stats(ctx, inputs, epsilon, distance, max_len, size, fit, as_json, plot, quiet):
     """Describe a dataset before training on it, or raw drawings before converting them.
 
-    \b
     Per split: sketch count; length (rows) min/mean/p50/p90/p95/p99/max; strokes per sketch; points
     per stroke; bounding box width and height; how many sketches are longer than 200/250/300 rows;
     the share of pen-up rows; the largest offset; classes and their counts when labelled; and the
@@ -112,7 +111,7 @@ def stats(ctx, inputs, epsilon, distance, max_len, size, fit, as_json, plot, qui
     Examples:
       sketchprep stats sample.npz
       sketchprep stats sample.npz --json --plot stats.png
-      sketchprep stats sketchprep/data/quickdraw_sample --epsilon 1.0 --max-len 200
+      sketchprep stats sketchprep/data/quickdraw_sample --epsilon 1.0
     """
     from ..stats import dataset_stats, format_table, input_stats, npz_input, plot_stats
 
@@ -168,7 +167,6 @@ def render(ctx, inputs, output, split, count, seed, indices, columns, cell, colo
            epsilon, distance, max_len, size, fit, quiet):
     """Draw a grid of drawings from DATA.npz or from raw inputs, to look at before training.
 
-    \b
     From a .npz: -n drawings of --split chosen with --seed (or those at --index). From raw inputs
     (.ndjson, .svg, folders): the drawings convert would keep at --epsilon/--size/--max-len, indexed in
     input order. Each drawing is scaled to fill its cell and centred. --compare EPS puts every drawing
@@ -177,9 +175,9 @@ def render(ctx, inputs, output, split, count, seed, indices, columns, cell, colo
     \b
     Examples:
       sketchprep render sample.npz -o grid.svg
-      sketchprep render sample.npz -o grid.png --split train -n 16 --seed 3 --color-by-stroke --labels
+      sketchprep render sample.npz -o grid.png -n 16 --color-by-stroke --labels
       sketchprep render sample.npz -o some.png --index 0,5,7
-      sketchprep render "sketchprep/data/quickdraw_sample/cactus.ndjson.gz" -o rdp.png -n 8 --compare 4
+      sketchprep render cactus.ndjson -o rdp.png -n 8 --compare 4
     """
     from ..render import render_grid
 

@@ -30,8 +30,8 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
     \b
     Examples:
       sketchprep pipeline run pipelines/quickstart.toml
-      sketchprep pipeline run pipelines/svg-folder.toml --input my_drawings/ --out out/mine
-      sketchprep pipeline run pipelines/quickdraw.toml --input quickdraw/ --set convert.epsilon=1.5
+      sketchprep pipeline run pipelines/svg-folder.toml --input drawings/
+      sketchprep pipeline run pipelines/quickdraw.toml --set convert.epsilon=1.5
     """
     from ..pipeline import REPORT_FILE, load_recipe, run
 
