@@ -125,7 +125,7 @@ def main():
 
     \b
     Example, on the sample drawings bundled with the package:
-      sketchprep convert sketchprep/data/quickdraw_sample sample.npz
+      sketchprep convert sketchprep/data/quickdraw_sample sample.npz --multiple 1
 
     Run `sketchprep COMMAND --help` for the options of each command.
     """

@@ -55,7 +55,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
 
     \b
     Examples:
-      sketchprep convert sketchprep/data/quickdraw_sample sample.npz
+      sketchprep convert sketchprep/data/quickdraw_sample sample.npz --multiple 1
       sketchprep convert cat.ndjson dog.ndjson pets.npz --recognized-only
       sketchprep convert quickdraw/ --by-word datasets/ --split 70000/2500/2500
       sketchprep convert icons/ icons.npz --include-fills --split 1/0/0
