@@ -65,6 +65,12 @@ class Fetched:
     size: int
     how: str                 # "downloaded", "resumed" (a .part was continued) or "cached"
     md5_checked: bool        # the server sent an MD5 and the file matches it
+    size_checked: bool = True  # the server announced the size and the file has it
+
+    @property
+    def checks(self) -> str:
+        done = [name for name, ok in (("size", self.size_checked), ("MD5", self.md5_checked)) if ok]
+        return " and ".join(done) + " checked" if done else "not checked (the server sent no size and no MD5)"
 
 
 def quickdraw_words() -> list[str]:
@@ -179,7 +185,7 @@ def _cached(word: str, url: str, target: Path) -> Fetched | None:
         return None
     if meta.get("url") != url or meta.get("size") != size:
         return None
-    return Fetched(word, target, url, size, "cached", bool(meta.get("md5")))
+    return Fetched(word, target, url, size, "cached", bool(meta.get("md5")), bool(meta.get("size_checked", True)))
 
 
 def _fetch(word: str, url: str, target: Path, *, retries: int, timeout: float, progress) -> Fetched:
@@ -213,9 +219,11 @@ def _fetch(word: str, url: str, target: Path, *, retries: int, timeout: float, p
         md5_checked = True
     _meta_path(target).unlink(missing_ok=True)
     os.replace(part, target)
-    _write_json(_meta_path(target), {"url": url, "size": size, "md5": info["md5"], "etag": info["etag"]})
+    size_checked = info["size"] is not None
+    _write_json(_meta_path(target), {"url": url, "size": size, "md5": info["md5"], "etag": info["etag"],
+                                     "size_checked": size_checked})
     part_meta.unlink(missing_ok=True)
-    return Fetched(word, target, url, size, "resumed" if resumed else "downloaded", md5_checked)
+    return Fetched(word, target, url, size, "resumed" if resumed else "downloaded", md5_checked, size_checked)
 
 
 class _Retry(Exception):

@@ -31,6 +31,7 @@ class Bucket(http.server.ThreadingHTTPServer):
         self.bad_md5: set[str] = set()
         self.no_range: set[str] = set()
         self.etag: dict[str, str] = {}
+        self.bare: set[str] = set()                   # no Content-Length, no ETag, no hash: ends at close
         self.log: list[tuple[str, str | None]] = []   # (path, Range header)
 
     @property
@@ -52,6 +53,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if self.path in s.bare:
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
             return
         etag = s.etag.get(self.path, '"' + hashlib.md5(body).hexdigest() + '"')
         md5 = base64.b64encode(hashlib.md5(b"x" + body if self.path in s.bad_md5 else body).digest()).decode()
@@ -241,7 +249,7 @@ def test_the_cache_serves_a_second_download_without_the_network(bucket, tmp_path
     assert CliRunner().invoke(main, [*args, "-o", str(tmp_path / "a")]).exit_code == 0
     result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
-    assert "cached, from the cache" in result.output
+    assert "cached, size and MD5 checked" in result.output
     assert len(bucket.log) == 1
     assert (tmp_path / "b" / "cat.ndjson").read_bytes() == body
     # a damaged cache entry (wrong size) is fetched again
@@ -274,3 +282,24 @@ def test_usage_errors(tmp_path):
     result = runner.invoke(main, ["download", "quickdraw", "--list"])
     assert result.exit_code == 0 and len(result.output.splitlines()) == 345
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_mirror_without_size_or_md5_and_a_file_url(bucket, tmp_path):
+    body = _payload(40_000, 8)
+    path = _serve(bucket, "cat", "full/simplified", ".ndjson", body)
+    bucket.bare.add(path)
+    result = CliRunner().invoke(main, ["download", "quickdraw", "cat", "-o", str(tmp_path / "a"), "--no-cache",
+                                       "--base-url", bucket.url])
+    assert result.exit_code == 0, result.output
+    assert "downloaded, not checked (the server sent no size and no MD5)" in result.output
+    assert (tmp_path / "a" / "cat.ndjson").read_bytes() == body
+
+    mirror = tmp_path / "mirror" / "sketchrnn"
+    mirror.mkdir(parents=True)
+    (mirror / "hot dog.npz").write_bytes(body)
+    result = CliRunner().invoke(main, ["download", "quickdraw", "hot dog", "--npz", "-o", str(tmp_path / "b"),
+                                       "--base-url", (tmp_path / "mirror").as_uri(),
+                                       "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "downloaded, size checked" in result.output
+    assert (tmp_path / "b" / "hot dog.npz").read_bytes() == body

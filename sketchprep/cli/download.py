@@ -66,10 +66,7 @@ def quickdraw(words, fmt, out_dir, base_url, cache_dir, no_cache, list_words, qu
     if quiet:
         return
     for f in fetched:
-        checks = "size and MD5 checked" if f.md5_checked else "size checked"
-        if f.how == "cached":
-            checks = "from the cache"
-        click.echo(f"{f.path}  {_size(f.size)}  {f.how}, {checks}")
+        click.echo(f"{f.path}  {_size(f.size)}  {f.how}, {f.checks}")
 
 
 def _size(n: int) -> str:
