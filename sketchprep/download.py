@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -28,10 +29,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from .errors import OptionError, SketchprepError
 
@@ -289,7 +290,7 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
                         chunk = response.read(CHUNK)
                     except (OSError, TimeoutError, ConnectionError, urllib.error.URLError) as e:
                         raise _Retry(str(e) or type(e).__name__) from None
-                    except Exception as e:  # http.client.IncompleteRead and friends
+                    except http.client.HTTPException as e:  # IncompleteRead and friends
                         raise _Retry(type(e).__name__) from None
                     if not chunk:
                         break
@@ -308,7 +309,7 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
     """(first byte, total size or None) of `Content-Range: bytes START-END/TOTAL`."""
     try:
-        unit, _, rest = (value or "").partition(" ")
+        _, _, rest = (value or "").partition(" ")
         span, _, total = rest.partition("/")
         start = int(span.split("-")[0])
         return start, (int(total) if total.isdigit() else None)

@@ -8,14 +8,13 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 
 from sketchprep.cli import main
 
-from conftest import REPO
-
 DOCS = REPO / "docs"
 COMMANDS_PAGE = DOCS / "commands.md"
-FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
 LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)\s]*)?\)")
 
 
@@ -39,7 +38,7 @@ def _sections(page: Path) -> list[tuple[str, str]]:
     """(heading, text up to the next heading of the same or a higher level) for every heading of a page."""
     text = page.read_text()
     code_free = FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)  # '#' lines in code are not headings
-    heads = [(m.start(), len(m.group(1)), m.group(2)) for m in re.finditer(r"^(#{1,6})\s+(.*)$", code_free, re.M)]
+    heads = [(m.start(), len(m.group(1)), m.group(2)) for m in re.finditer(r"^(#{1,6})\s+(.*)$", code_free, re.MULTILINE)]
     out = []
     for i, (start, level, heading) in enumerate(heads):
         end = next((s for s, lv, _ in heads[i + 1:] if lv <= level), len(text))
@@ -75,7 +74,7 @@ def test_documentation_of_finds_sections():
 def test_help_has_an_example(path):
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0, result.output
-    heading = re.search(r"^\s*Examples?\b.*:$", result.output, re.M)
+    heading = re.search(r"^\s*Examples?\b.*:$", result.output, re.MULTILINE)
     assert heading, f"`sketchprep {' '.join(path)} --help` has no 'Example:' paragraph"
     after = result.output[heading.end():].split("Options:")[0]
     assert f"sketchprep {' '.join(path)} " in after, f"the example does not run `sketchprep {' '.join(path)}`"

@@ -5,14 +5,13 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 IDS = [str(p.relative_to(REPO)) for p in PAGES]
 
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
 CODE = re.compile(r"`[^`\n]*`")
 
 
@@ -92,7 +91,7 @@ def test_pages_speak_to_users(page):
     found = []
     for i, line in enumerate(text.splitlines(), 1):
         for word in INTERNAL:
-            if re.search(word, line, re.I):
+            if re.search(word, line, re.IGNORECASE):
                 found.append(f"{page.relative_to(REPO)}:{i}: {word!r}: {line.strip()[:100]}")
     assert not found, "text about files outside the repository or the project's own process:\n" + "\n".join(found)
 

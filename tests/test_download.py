@@ -5,17 +5,21 @@ import base64
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SAMPLE
 
 from sketchprep.cli import main
-from sketchprep.download import (BASE_URL, DownloadError, download_quickdraw, quickdraw_words, resolve_words,
-                                 url_for)
+from sketchprep.download import (
+    BASE_URL,
+    DownloadError,
+    download_quickdraw,
+    quickdraw_words,
+    resolve_words,
+    url_for,
+)
 from sketchprep.errors import OptionError
-
-from conftest import SAMPLE
 
 
 class Bucket(http.server.ThreadingHTTPServer):

@@ -1,12 +1,17 @@
-"""The README opens with exactly two set-up commands, and CI runs the second one verbatim."""
+"""The README opens with exactly two set-up commands (CI runs the second verbatim), and every `sketchprep` line in the README and docs/ is a real command with real options."""
 import re
+import shlex
 
+import click
+import pytest
 from conftest import REPO
+
+from sketchprep.cli import main
 
 
 def setup_commands():
     text = (REPO / "README.md").read_text()
-    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"```bash\n(.*?)```", text, re.DOTALL).group(1)
     return [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
@@ -25,13 +30,6 @@ def test_ci_runs_the_readme_test_command():
 
 # Every `sketchprep ...` line in a code block of README.md or docs/*.md names a real command and only
 # options that command has, so the examples cannot drift from the CLI.
-import shlex  # noqa: E402
-
-import click  # noqa: E402
-import pytest  # noqa: E402
-
-from sketchprep.cli import main  # noqa: E402
-
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_OPS = {"|", "||", "&", "&&", ";", ">", ">>", "<", "2>", "2>&1"}
 
@@ -40,7 +38,7 @@ def command_lines(page):
     """(line number, tokens after `sketchprep`) for each sketchprep call in the page's bash blocks."""
     text = page.read_text()
     out = []
-    for block in re.finditer(r"```(?:bash|sh|console)?\n(.*?)```", text, re.S):
+    for block in re.finditer(r"```(?:bash|sh|console)?\n(.*?)```", text, re.DOTALL):
         number = text[:block.start(1)].count("\n")
         pending, start = "", None
         for line in block.group(1).splitlines():
