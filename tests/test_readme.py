@@ -1,4 +1,5 @@
-"""The README opens with exactly two set-up commands (CI runs the second verbatim), and every `sketchprep` line in the README and docs/ is a real command with real options."""
+"""The README opens with exactly two set-up commands (CI runs the second verbatim), and every
+`sketchprep` line in the README and docs/ is a real command with real options."""
 import re
 import shlex
 
