@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import __version__
-from .errors import InputError, OptionError
+from .errors import InputError, OptionError, TooFewDrawingsError
 from .simplify import DISTANCES, resample_simplify_flat, simplify_flat
 from .sources import KIND_RAW, KIND_SIMPLIFIED, Problem, SourceBatch
 from .sources import ndjson as ndjson_source
@@ -79,6 +79,13 @@ class ConvertOptions:
             raise OptionError("--multiple must be >= 1")
         if len(self.split) != 3 or any(p < 0 for p in self.split) or sum(self.split) <= 0:
             raise OptionError("--split needs three non-negative parts, e.g. 0.9/0.05/0.05 or 70000/2500/2500")
+        if not all(p <= 1 for p in self.split):  # counts: checked before any input is read
+            counts = [int(p) for p in self.split]
+            if any(c != p for c, p in zip(counts, self.split)):
+                raise OptionError(f"--split counts must be whole numbers, got {_split_text(self.split)}")
+            if any(c % self.multiple for c in counts):
+                raise OptionError(f"--split counts {_split_text(self.split)} must be multiples of --multiple "
+                                  f"{self.multiple}: round them, or add --multiple 1")
 
     def to_json(self) -> dict:
         """The options that decide the output (not how it is computed: workers, strict), as JSON."""
@@ -550,46 +557,109 @@ def shuffle_order(kept: Kept, seed: int, among: np.ndarray | None = None) -> np.
     return idx[np.lexsort((kept.order[idx], priority))]
 
 
-def split_sizes(n: int, split: tuple[float, float, float], multiple: int) -> tuple[int, int, int]:
-    """Sizes of train/valid/test, each a multiple of `multiple`.
+def _fractions(split: tuple[float, float, float]) -> bool:
+    return all(p <= 1 for p in split)
 
-    Fractions (every part <= 1): the usable count (n rounded down to a multiple) is shared out in
-    whole multiples by largest remainder, and every part with a non-zero fraction gets at least one
-    multiple when there are enough. Counts: valid and test get theirs first, train what is left up
-    to its count; a count that is not a multiple is an error.
+
+def split_sizes(n: int, split: tuple[float, float, float], multiple: int) -> tuple[int, int, int]:
+    """Sizes of train/valid/test out of `n` drawings: each a multiple of `multiple`, rounded down, never raised.
+
+    Fractions (every part <= 1; they are shares of their sum): valid and test each get their share of
+    the n drawings rounded down to a multiple; train, when asked for, gets every drawing left, rounded
+    down to a multiple (with multiple 1: all of them). Counts: valid and test get exactly theirs, train
+    what is left up to its count, rounded down. A part may come out empty; `check_split` says so.
     """
-    if all(p <= 1 for p in split):
-        units = n // multiple
+    if _fractions(split):
         total = sum(split)
-        shares = [p / total * units for p in split]
-        base = [int(math.floor(s)) for s in shares]
-        # every requested part gets a unit if possible, taken from the largest part
-        for i, p in enumerate(split):
-            if p > 0 and base[i] == 0 and sum(base) < units:
-                base[i] = 1
-        while sum(base) < units:
-            rema = [shares[i] - base[i] if split[i] > 0 else -1 for i in range(3)]
-            base[int(np.argmax(rema))] += 1
-        while sum(base) > units:
-            big = int(np.argmax(base))
-            base[big] -= 1
-        for i, p in enumerate(split):
-            if p > 0 and base[i] == 0:
-                big = int(np.argmax(base))
-                if base[big] > 1:
-                    base[big] -= 1
-                    base[i] = 1
-        return tuple(b * multiple for b in base)  # type: ignore[return-value]
+        valid, test = (int(n * p / total) // multiple * multiple for p in split[1:])
+        train = (n - valid - test) // multiple * multiple if split[0] > 0 else 0
+        return train, valid, test
     counts = [int(p) for p in split]
-    if any(c != p for c, p in zip(counts, split)):
-        raise OptionError(f"--split counts must be whole numbers, got {split}")
-    if any(c % multiple for c in counts):
-        raise OptionError(f"--split counts {counts} must be multiples of --multiple {multiple}")
     n_valid, n_test = counts[1], counts[2]
     if n_valid + n_test > n:
-        raise OptionError(f"--split asks for {n_valid} valid + {n_test} test drawings but only {n} were kept")
-    n_train = min(counts[0], (n - n_valid - n_test) // multiple * multiple)
-    return n_train, n_valid, n_test
+        return 0, min(n_valid, n), min(n_test, max(0, n - n_valid))
+    return min(counts[0], (n - n_valid - n_test) // multiple * multiple), n_valid, n_test
+
+
+def _split_works(n: int, split: tuple[float, float, float], multiple: int) -> bool:
+    sizes = split_sizes(n, split, multiple)
+    fits = _fractions(split) or int(split[1]) + int(split[2]) <= n
+    return fits and all(s > 0 for s, p in zip(sizes, split) if p > 0)
+
+
+# --multiple values suggested when the asked one is too coarse for the data
+NICE_MULTIPLES = (1000, 500, 250, 200, 100, 50, 25, 20, 10, 5, 2, 1)
+
+
+def _split_text(split) -> str:
+    return "/".join(f"{p:g}" for p in split)
+
+
+def _sizes_text(sizes) -> str:
+    return ", ".join(f"{name} {s}" for name, s in zip(SPLITS, sizes))
+
+
+def check_split(n: int, split: tuple[float, float, float], multiple: int, path: str | None = None,
+                what: str = "") -> None:
+    """Raise `TooFewDrawingsError` when `n` drawings cannot give every split asked to be non-empty at least
+    one `multiple`; the message says what the split needs and the option that fixes it."""
+    if _split_works(n, split, multiple):
+        return
+    fractions = _fractions(split)
+    head = f"{n} drawing{'s' * (n != 1)}{what} kept (after removing duplicates); " \
+           f"--split {_split_text(split)} with --multiple {multiple}"
+    if fractions:
+        names = [name for name, p, s in zip(SPLITS, split, split_sizes(n, split, multiple)) if p > 0 and s == 0]
+        total = sum(split)
+        start = max(math.ceil(multiple * total / p) for p in split if p > 0)
+        need = next((k for k in range(start, start + 3 * multiple + 3) if _split_works(k, split, multiple)), None)
+        needs = f"would leave {', '.join(names[:-1]) + ' and ' * (len(names) > 1) + names[-1]} empty: each split " \
+                f"asked for needs at least {multiple} drawing{'s' * (multiple > 1)}" + \
+                (f", {need} in all at these fractions" if need and need > n else "")
+        shares = split
+    else:
+        counts = [int(p) for p in split]
+        if counts[1] + counts[2] > n:
+            needs = f"asks for {counts[1]} valid + {counts[2]} test drawings"
+        else:
+            needs = f"leaves {n - counts[1] - counts[2]} for train, fewer than one multiple of {multiple}"
+        shares = tuple(c / sum(counts) for c in counts)
+    options = []
+    for m in [k for k in NICE_MULTIPLES if k < multiple or (not fractions and k == multiple)]:
+        if _split_works(n, shares, m):  # the largest round multiple that works
+            s = split_sizes(n, shares, m)
+            keeps = f"keeps {'all ' * (sum(s) == n)}{sum(s)}"
+            options.append(f"--multiple {m} ({keeps}: {_sizes_text(s)})" if fractions else
+                           f"--split {'/'.join(str(x) for x in s)} --multiple {m} ({keeps})")
+            break
+    if fractions and options and not options[0].startswith("--multiple 1 ") and _split_works(n, split, 1):
+        s = split_sizes(n, split, 1)
+        options.append(f"--multiple 1 (keeps all {sum(s)}: {_sizes_text(s)})")
+    if options:
+        fix = "Use " + " or ".join(options)
+    else:
+        asked = [i for i, p in enumerate(split) if p > 0]
+        if len(asked) > 1 and n >= len(asked):
+            counts = [1 if i in asked else 0 for i in range(3)]
+            counts[asked[0]] = n - sum(counts) + 1
+            fix = f"Use --split {'/'.join(str(c) for c in counts)} --multiple 1, or give more drawings"
+        else:
+            fix = "Use --split 1/0/0 --multiple 1 (all in train), or give more drawings"
+    raise TooFewDrawingsError(f"{head} {needs}. {fix}", path=path)
+
+
+def share_notes(sizes, split: tuple[float, float, float], n: int) -> list[str]:
+    """Where rounding moved a split far from what was asked: 'valid: asked 5%, written 2.6% (100 of 3900)'."""
+    notes = []
+    if _fractions(split):
+        total = sum(split)
+        for name, size, p in zip(SPLITS, sizes, split):
+            asked, written = p / total, size / n if n else 0.0
+            if p > 0 and abs(written - asked) > 0.25 * asked:
+                notes.append(f"{name}: asked {asked:.1%}, written {written:.1%} ({size} of {n})")
+    elif sizes[0] < int(split[0]):
+        notes.append(f"train: asked {int(split[0])}, written {sizes[0]} (all that was left after valid and test)")
+    return notes
 
 
 @dataclass
@@ -602,12 +672,19 @@ class SplitResult:
     duplicates: int
     rounding: int       # dropped to make sizes multiples (fractions)
     not_selected: int   # beyond the requested counts
+    notes: list[str] = field(default_factory=list)  # splits that rounding moved far from what was asked
 
 
-def make_splits(kept: Kept, opts: ConvertOptions) -> SplitResult:
-    """Dedupe, order by the seeded hash and cut into train/valid/test."""
+def make_splits(kept: Kept, opts: ConvertOptions, path: str | None = None, what: str = "") -> SplitResult:
+    """Dedupe, order by the seeded hash and cut into train/valid/test.
+
+    Raises `TooFewDrawingsError` (naming `path`, `what` describes the drawings) when nothing was kept or
+    a split asked for would be empty."""
+    if kept.n == 0:
+        raise TooFewDrawingsError(f"no drawings{what} were kept", path=path)
     keep = unique(kept)
     duplicates = kept.n - len(keep)
+    check_split(len(keep), opts.split, opts.multiple, path, what)
     order = shuffle_order(kept, opts.seed, keep)  # indices into `kept`: no deduplicated copy is made
     sizes = split_sizes(len(keep), opts.split, opts.multiple)
     class_names = np.unique(kept.labels[keep])
@@ -628,7 +705,8 @@ def make_splits(kept: Kept, opts: ConvertOptions) -> SplitResult:
     unused = len(keep) - sum(sizes)
     fractions = all(p <= 1 for p in opts.split)
     return SplitResult(splits, ids, labels if multi else None, classes if multi else classes[:1], counts, duplicates,
-                       unused if fractions else 0, 0 if fractions else unused)
+                       unused if fractions else 0, 0 if fractions else unused,
+                       share_notes(sizes, opts.split, len(keep)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -709,18 +787,53 @@ def _run(tasks: Iterator[tuple], opts: ConvertOptions) -> Iterator[ChunkResult]:
 
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     ndjson_source.preload()
-    with ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
         pending = []
-        try:
-            for t in tasks:
-                pending.append(pool.submit(process_task, t, opts))
-                if len(pending) >= 2 * opts.workers:
-                    yield pending.pop(0).result()
-            while pending:
+        for t in tasks:
+            pending.append(pool.submit(process_task, t, opts))
+            if len(pending) >= 2 * opts.workers:
                 yield pending.pop(0).result()
-        finally:
-            for f in pending:
-                f.cancel()
+        while pending:
+            yield pending.pop(0).result()
+    except BaseException:  # an error, Ctrl-C, SIGTERM (see outputs.sigterm_raises) or the caller stopping early
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: die with the parent, leave Ctrl-C to the parent (it stops the pool)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # the kernel sends SIGKILL when the parent dies, even by kill -9
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a worker pool now: no waiting for the chunks in progress."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        try:
+            p.kill()
+        except (OSError, ValueError):
+            pass
+    for p in processes:
+        try:
+            p.join(timeout=2)
+        except (OSError, ValueError, AssertionError):
+            pass
 
 
 def build_meta(collected: Collected, result: SplitResult, opts: ConvertOptions, command: str | None) -> dict:
@@ -745,32 +858,125 @@ def build_meta(collected: Collected, result: SplitResult, opts: ConvertOptions, 
         "filtered": dict(report.filtered),
         "fitted": report.fitted,
         "classes": result.classes,
+        "split_shares": {"asked": _asked_shares(opts.split), "written": _written_shares(result.counts)},
+        "split_notes": result.notes,
     }
+
+
+def _asked_shares(split) -> dict:
+    if all(p <= 1 for p in split):
+        return {name: p / sum(split) for name, p in zip(SPLITS, split)}
+    return {name: int(p) for name, p in zip(SPLITS, split)}
+
+
+def _written_shares(counts: dict) -> dict:
+    total = sum(counts.values())
+    return {name: (c / total if total else 0.0) for name, c in counts.items()}
 
 
 def write_outputs(collected: Collected, opts: ConvertOptions, out: str | None = None, by_word: str | None = None,
                   command: str | None = None) -> list[tuple[str, SplitResult, dict]]:
-    """Dedupe, split and write OUT (or one DIR/<word>.npz per class); returns (path, split, meta) per file."""
-    from .dataset import save_dataset
+    """Dedupe, split and write OUT (or one DIR/<word>.npz per class); returns (path, split, meta) per file.
 
+    Every split is made and checked before anything is written: a run that kept no drawing, or too few
+    for the split (of any word), raises `TooFewDrawingsError` and leaves OUT (or DIR) as it was. The
+    `--by-word` files are written all together or not at all (`sketchprep.outputs.atomic_folder`).
+    """
+    from .dataset import save_dataset
+    from .outputs import atomic_folder
+
+    where = collected.files[0] if len(collected.files) == 1 else None
+    if collected.kept.n == 0:
+        raise TooFewDrawingsError(nothing_kept_message(collected.report, len(collected.files)), path=where)
     if by_word is None:
-        result = make_splits(collected.kept, opts)
+        result = make_splits(collected.kept, opts, where)
         meta = build_meta(collected, result, opts, command)
         save_dataset(out, result.splits, ids=result.ids, labels=result.labels, meta=meta)
         return [(out, result, meta)]
     kept = collected.kept
-    outputs = []
-    for word in sorted(set(kept.labels.tolist())):
-        result = make_splits(kept.take(np.flatnonzero(kept.labels == word)), opts)
+    words = sorted(set(kept.labels.tolist()))
+    names = word_filenames(words)
+    renamed = {w: names[w] for w in words if names[w] != f"{w}.npz"}
+    planned = []
+    for word in words:
+        result = make_splits(kept.take(np.flatnonzero(kept.labels == word)), opts, where, f" of word {word!r}")
         meta = build_meta(collected, result, opts, command)
-        meta["word"] = word
-        path = os.path.join(by_word, f"{_safe_filename(word)}.npz")
-        save_dataset(path, result.splits, ids=result.ids, labels=None, meta=meta)
-        outputs.append((path, result, meta))
+        meta.update(word=word, file=names[word])
+        if renamed:
+            meta["renamed_words"] = renamed
+        planned.append((word, result, meta))
+    outputs = []
+    with atomic_folder(by_word) as tmp:
+        for word, result, meta in planned:
+            save_dataset(tmp / names[word], result.splits, ids=result.ids, labels=None, meta=meta)
+            outputs.append((os.path.join(by_word, names[word]), result, meta))
     return outputs
 
 
-def _safe_filename(name: str) -> str:
-    """A class name as a file name (Quick, Draw! words are safe already; SVG folder names may not be)."""
+def nothing_kept_message(report: ConvertReport, n_files: int) -> str:
+    """Why a run kept no drawing, and what to do about it (one line)."""
+    files = f"{n_files} file{'s' * (n_files != 1)}"
+    reasons = {**report.dropped, **report.filtered}
+    if not report.read and not reasons:
+        return f"found no drawings in {files} (empty?); nothing was written. Check the input"
+    why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    first = f" (first: {report.problems[0]})" if report.problems else ""
+    top = max(reasons, key=reasons.get) if reasons else ""
+    if top == "too_long":
+        fix = "Raise --max-len, or add --fit to simplify long drawings further"
+    elif top in ("other_word", "unrecognized"):
+        fix = "Check --word and --recognized-only"
+    elif top in ("malformed_json", "unreadable_file"):
+        fix = ("Check that the input is Quick, Draw! ndjson (UTF-8 text, one JSON drawing per line), "
+               "a Quick, Draw! .bin file or SVG line art")
+    else:
+        fix = "See the reasons above; `sketchprep stats INPUT` shows what each drawing turns into"
+    return f"read {report.read} drawing{'s' * (report.read != 1)} from {files} and kept none: {why}{first}; " \
+           f"nothing was written. {fix}"
+
+
+# Longest file name stem written for a word (bytes of UTF-8): with a suffix and ".npz" this stays far
+# below the 255 bytes every common file system allows.
+MAX_STEM_BYTES = 120
+_RESERVED_STEMS = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
+def word_filenames(words: list[str]) -> dict[str, str]:
+    """A unique, safe, bounded file name (`<stem>.npz`) for every word.
+
+    A word that is already a safe name keeps it (`cat` -> `cat.npz`). Any other word (a slash, a
+    backslash, an empty or dot name, a name too long or reserved on Windows) and any word whose name
+    differs from an earlier one only in case (they would collide on case-insensitive file systems) gets
+    its cleaned name plus 8 hex digits of a hash of the word: `a/b` -> `a_b-1b7c8d1f.npz`. The names
+    depend only on the words, so they stay the same from run to run.
+    """
+    import hashlib
+
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    plain = {w: _clean_stem(w) for w in words}
+    # words that keep their own name first, so that a hashed name never takes one of theirs
+    order = sorted(words, key=lambda w: (plain[w] != w, w))
+    for word in order:
+        stem = plain[word]
+        if stem != word or stem.casefold() in taken:
+            digest = hashlib.sha256(word.encode("utf-8", "surrogatepass")).hexdigest()
+            size = 8
+            stem = f"{_clean_stem(word) or 'unnamed'}-{digest[:size]}"
+            while stem.casefold() in taken:
+                size += 4
+                stem = f"{_clean_stem(word) or 'unnamed'}-{digest[:size]}"
+        taken.add(stem.casefold())
+        out[word] = f"{stem}.npz"
+    return out
+
+
+def _clean_stem(name: str) -> str:
+    """`name` with every character but letters, digits and ` -_.()` replaced by `_`, bounded in length."""
     cleaned = "".join(c if c.isalnum() or c in " -_.()" else "_" for c in name).strip(" .")
-    return cleaned or "unnamed"
+    while len(cleaned.encode("utf-8", "surrogatepass")) > MAX_STEM_BYTES:
+        cleaned = cleaned[:-1]
+    cleaned = cleaned.rstrip(" .")
+    if cleaned.lower().split(".")[0] in _RESERVED_STEMS:
+        cleaned = f"_{cleaned}"
+    return cleaned

@@ -39,3 +39,22 @@ class DatasetFormatError(SketchprepError):
 
 class OptionError(SketchprepError):
     """An option value that cannot work (a split that asks for more drawings than exist, ...)."""
+
+
+class OutputError(SketchprepError):
+    """An output that cannot or must not be written (it is an input, a folder, unwritable, ...)."""
+
+
+class TooFewDrawingsError(SketchprepError):
+    """A run that kept no drawing, or too few for the requested split; nothing is written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (`timeout`, Slurm, `kill`): unwinds like Ctrl-C so temporary files are removed;
+    the CLI exits 143 (128 + SIGTERM) with this message."""
+
+    exit_code = 143
+
+    def __init__(self, message: str = "terminated (SIGTERM); outputs are written whole or not at all, "
+                                      "nothing was left half-written"):
+        super().__init__(message)

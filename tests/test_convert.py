@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from conftest import REPO, SAMPLE, shared_data
 from sketchprep.cli import main
-from sketchprep.convert import ConvertOptions, Kept, dedupe, sketch_hashes, split_sizes
+from sketchprep.convert import ConvertOptions, Kept, check_split, dedupe, parse_split, sketch_hashes, split_sizes
 from sketchprep.dataset import load_dataset
-from sketchprep.errors import OptionError
+from sketchprep.errors import OptionError, TooFewDrawingsError
 from sketchprep.strokes import stroke3_to_polylines
 
 
@@ -66,9 +66,10 @@ def check_contract(path, max_len=250, multiple=100):
 
 def test_bundled_sample_converts_to_the_contract(tmp_path):
     out = tmp_path / "sample.npz"
-    result = run("convert", str(SAMPLE), str(out))
+    result = run("convert", str(SAMPLE), str(out), "--multiple", "20")
     assert result.exit_code == 0, result.output
-    data = check_contract(out)
+    data = check_contract(out, multiple=20)
+    assert [len(data[s]) for s in ("train", "valid", "test")] == [380, 20, 20]
     meta = json.loads(str(data["meta"]))
     assert meta["counts"] == {"train": len(data["train"]), "valid": len(data["valid"]), "test": len(data["test"])}
     assert len(meta["classes"]) == 12 and data["train_labels"].max() < 12
@@ -197,10 +198,10 @@ def test_duplicates_are_dropped_and_splits_disjoint(tmp_path):
     lines += [line("dup" + str(i), orjson.loads(lines[i])["drawing"]) for i in range(50)]
     src.write_text("\n".join(lines))
     out = tmp_path / "o.npz"
-    result = run("convert", str(src), str(out), "--json")
+    result = run("convert", str(src), str(out), "--json", "--multiple", "10")
     report = json.loads(result.output)["outputs"][0]
     assert report["dropped"]["duplicate"] == 50
-    data = check_contract(out)
+    data = check_contract(out, multiple=10)
     ids = np.concatenate([data["train_ids"], data["valid_ids"], data["test_ids"]])
     assert not any(i.startswith("dup") for i in ids)  # the first occurrence in the input is the one kept
 
@@ -210,12 +211,12 @@ def test_output_does_not_depend_on_input_order_or_workers(tmp_path):
     a, b = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
     a.write_text("\n".join(lines))
     b.write_text("\n".join(lines[::-1]))
-    run("convert", str(a), str(tmp_path / "a.npz"), "-q")
-    run("convert", str(b), str(tmp_path / "b.npz"), "-q", "--workers", "2")
+    assert run("convert", str(a), str(tmp_path / "a.npz"), "-q", "--multiple", "5").exit_code == 0
+    assert run("convert", str(b), str(tmp_path / "b.npz"), "-q", "--multiple", "5", "--workers", "2").exit_code == 0
     da, db = load_dataset(tmp_path / "a.npz"), load_dataset(tmp_path / "b.npz")
     for split in ("train", "valid", "test"):
         assert da.ids[split].tolist() == db.ids[split].tolist()
-    run("convert", str(a), str(tmp_path / "c.npz"), "-q", "--seed", "1")
+    assert run("convert", str(a), str(tmp_path / "c.npz"), "-q", "--multiple", "5", "--seed", "1").exit_code == 0
     assert load_dataset(tmp_path / "c.npz").ids["train"].tolist() != da.ids["train"].tolist()
 
 
@@ -244,20 +245,59 @@ def test_by_word_writes_one_file_per_class(tmp_path):
     assert cat.labels == {} and cat.meta["word"] == "cat"
 
 
-def test_split_sizes():
-    assert split_sizes(424, (0.9, 0.05, 0.05), 100) == (200, 100, 100)
+def test_split_sizes_round_down_never_up():
+    # valid and test: their share rounded down to a multiple; train: the rest, rounded down
+    assert split_sizes(424, (0.9, 0.05, 0.05), 100) == (400, 0, 0)  # check_split refuses this one
+    assert split_sizes(424, (0.9, 0.05, 0.05), 20) == (380, 20, 20)
+    assert split_sizes(375, (0.9, 0.05, 0.05), 1) == (339, 18, 18)
     assert split_sizes(10000, (0.9, 0.05, 0.05), 100) == (9000, 500, 500)
+    assert split_sizes(3900, (0.9, 0.05, 0.05), 100) == (3700, 100, 100)
     assert split_sizes(75000, (70000, 2500, 2500), 100) == (70000, 2500, 2500)
     assert split_sizes(80000, (70000, 2500, 2500), 100) == (70000, 2500, 2500)
     assert split_sizes(10000, (70000, 2500, 2500), 100) == (5000, 2500, 2500)
     assert split_sizes(1234, (1, 0, 0), 100) == (1200, 0, 0)
     assert split_sizes(1234, (1, 0, 0), 1) == (1234, 0, 0)
-    assert split_sizes(1234, (0.9, 0.05, 0.05), 1) == (1110, 62, 62)
+    assert split_sizes(1234, (0.9, 0.05, 0.05), 1) == (1112, 61, 61)
+    assert split_sizes(25, (0.9, 0.05, 0.05), 1) == (23, 1, 1)
     assert split_sizes(50, (0.9, 0.05, 0.05), 100) == (0, 0, 0)
-    with pytest.raises(OptionError, match="only 1000 were kept"):
-        split_sizes(1000, (70000, 2500, 2500), 100)
+    for n in range(1, 400):
+        for m in (1, 7, 20):
+            sizes = split_sizes(n, (0.8, 0.1, 0.1), m)
+            assert all(x % m == 0 for x in sizes) and sum(sizes) <= n
+            assert sizes[1] <= n * 0.1 and sizes[2] <= n * 0.1  # never raised
+            assert n - sum(sizes) < 3 * m  # what rounding drops is under a multiple per split
+
+
+def test_check_split_names_the_fix():
+    with pytest.raises(TooFewDrawingsError, match=r"Use --multiple 1 \(keeps all 25: train 23, valid 1, test 1\)"):
+        check_split(25, (0.9, 0.05, 0.05), 100)
+    with pytest.raises(TooFewDrawingsError, match=r"--multiple 20 \(keeps 420.*--multiple 1 \(keeps all 424"):
+        check_split(424, (0.9, 0.05, 0.05), 100)
+    with pytest.raises(TooFewDrawingsError, match="2500 valid \\+ 2500 test.*--split 950/25/25 --multiple 25"):
+        check_split(1000, (70000, 2500, 2500), 100)
+    with pytest.raises(TooFewDrawingsError, match="--split 8/1/1 --multiple 1"):
+        check_split(10, (0.9, 0.05, 0.05), 100)
+    with pytest.raises(TooFewDrawingsError, match="--split 1/0/0 --multiple 1"):
+        check_split(2, (0.9, 0.05, 0.05), 1)
+    check_split(3900, (0.9, 0.05, 0.05), 100)
+    check_split(7, (1, 0, 0), 1)
+    for n in (3, 25, 424, 999):  # every suggested fix works
+        for split, m in (((0.9, 0.05, 0.05), 100), ((0.8, 0.1, 0.1), 50), ((7000, 250, 250), 50)):
+            try:
+                check_split(n, split, m)
+            except TooFewDrawingsError as e:
+                fix = str(e).split(". Use ")[1]
+                words = fix.split()
+                m2 = int(words[words.index("--multiple") + 1].rstrip(","))
+                s2 = parse_split(words[words.index("--split") + 1]) if "--split" in words[:3] else split
+                check_split(n, s2, m2)
+
+
+def test_split_counts_are_checked_before_reading():
     with pytest.raises(OptionError, match="multiples"):
-        split_sizes(100000, (70000, 2550, 2500), 100)
+        ConvertOptions(split=(70000, 2550, 2500), multiple=100)
+    with pytest.raises(OptionError, match="whole numbers"):
+        ConvertOptions(split=(7000.5, 2500, 2500), multiple=1)
 
 
 def test_usage_errors(tmp_path):
@@ -294,7 +334,8 @@ def test_help_runs_without_torch(tmp_path):
     """`sketchprep --help` and `convert` must not import torch (it is an optional extra)."""
     code = ("import sys; sys.modules['torch'] = None\n"
             "from sketchprep.cli import main\n"
-            f"main(['convert', {str(SAMPLE)!r}, {str(tmp_path / 'x.npz')!r}, '-q'], standalone_mode=False)\n"
+            f"main(['convert', {str(SAMPLE)!r}, {str(tmp_path / 'x.npz')!r}, '-q', '--multiple', '1'], "
+            "standalone_mode=False)\n"
             "main(['--help'])\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

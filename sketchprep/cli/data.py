@@ -23,9 +23,10 @@ from .app import command_line, default_workers, handle_errors, progress_bar, mai
               help="Scale each drawing so its larger extent is SIZE units; 0 keeps source units.")
 @click.option("--split", "split_text", default="0.9/0.05/0.05",
               help="train/valid/test as fractions (all parts <= 1; 1/0/0 puts everything in train) or counts "
-                   "(70000/2500/2500).")
-@click.option("--multiple", type=int, default=100, help="Round every split size down to a multiple of this; 1 turns "
-                                                          "rounding off.")
+                   "(70000/2500/2500). Valid and test get their share, train the rest.")
+@click.option("--multiple", type=int, default=100,
+              help="Round every split size down (never up) to a multiple of this; 1 keeps every drawing. A run "
+                   "that would leave a split empty stops before writing and names a --multiple that works.")
 @click.option("--seed", type=int, default=0, help="Seed of the shuffle that assigns drawings to splits.")
 @click.option("--word", "words", multiple=True, help="Keep only Quick, Draw! drawings of this word (repeatable).")
 @click.option("--recognized-only", is_flag=True, help="Keep only drawings the Quick, Draw! game recognised.")
@@ -51,7 +52,9 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     unchanged at the defaults; an SVG's strokes are what a browser strokes, curves sampled at 1 unit),
     turned into int16 stroke-3 and kept if it has at most --max-len rows.
     Duplicates are dropped, so no drawing is in two splits. Bad drawings are counted and reported
-    (file:line), not fatal, unless --strict. OUT is written atomically.
+    (file:line), not fatal, unless --strict. OUT is written atomically; an OUT that is an input, a
+    folder or unwritable is refused before reading, and a run that keeps no drawing (or too few for
+    the split) exits 1 and leaves OUT as it was.
 
     \b
     Examples:
@@ -62,6 +65,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
       zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --fit
     """
     from ..convert import ConvertOptions, collect, parse_split, write_outputs
+    from ..outputs import sigterm_raises
     from ..shards import parse_shard, write_shard
 
     args = list(args)
@@ -82,16 +86,28 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
                           words=frozenset(words) if words else None, recognized_only=recognized_only,
                           strict=strict, workers=workers, include_fills=include_fills)
     shard_spec = parse_shard(shard) if shard else None
-    with progress_bar(quiet, unit=" drawings", desc="convert") as bar:
-        collected = collect(args, opts, progress=bar.update, shard=shard_spec)
-    if shard_spec:
-        write_shard(out, collected, opts, shard_spec)
-        if not quiet:
-            click.echo(f"read {collected.report.read} drawings; wrote shard {shard} with {collected.kept.n} kept "
-                       f"drawings to {out} (combine all shards with `sketchprep merge`)")
-        return
-    outputs = write_outputs(collected, opts, out, by_word, command_line())
+    _check_outputs(args, out, None if shard_spec else by_word)
+    with sigterm_raises():
+        with progress_bar(quiet, unit=" drawings", desc="convert") as bar:
+            collected = collect(args, opts, progress=bar.update, shard=shard_spec)
+        if shard_spec:
+            write_shard(out, collected, opts, shard_spec)
+            if not quiet:
+                click.echo(f"read {collected.report.read} drawings; wrote shard {shard} with {collected.kept.n} kept "
+                           f"drawings to {out} (combine all shards with `sketchprep merge`)")
+            return
+        outputs = write_outputs(collected, opts, out, by_word, command_line())
     _print_outputs(collected, outputs, as_json, quiet)
+
+
+def _check_outputs(inputs, out, by_word) -> None:
+    """Refuse OUT or DIR before any input is read (see sketchprep.outputs.check_output)."""
+    from ..outputs import check_output
+
+    if out is not None:
+        check_output(out, inputs, option="OUT")
+    if by_word is not None:
+        check_output(by_word, inputs, folder=True, option="--by-word DIR")
 
 
 @main.command(context_settings={"show_default": True})
@@ -101,7 +117,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
 @click.option("--split", "split_text", default=None, show_default="the shards' --split",
               help="Re-split: train/valid/test as fractions or counts.")
 @click.option("--multiple", type=int, default=None, show_default="the shards' --multiple",
-              help="Round every split size down to a multiple of this.")
+              help="Round every split size down (never up) to a multiple of this; 1 keeps every drawing.")
 @click.option("--seed", type=int, default=None, show_default="the shards' --seed", help="Shuffle seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
@@ -118,6 +134,7 @@ def merge(args, by_word, split_text, multiple, seed, as_json, quiet):
       sketchprep merge shard-*.npz quickdraw.npz
     """
     from ..convert import parse_split, write_outputs
+    from ..outputs import sigterm_raises
     from ..shards import merge_shards, with_split_overrides
 
     args = list(args)
@@ -129,9 +146,11 @@ def merge(args, by_word, split_text, multiple, seed, as_json, quiet):
             raise click.UsageError(f"OUT must end in .npz (got {out!r}); it is the last argument")
     else:
         out = None
-    collected, opts = merge_shards(args)
-    opts = with_split_overrides(opts, parse_split(split_text) if split_text else None, multiple, seed)
-    outputs = write_outputs(collected, opts, out, by_word, command_line())
+    _check_outputs(args, out, by_word)
+    with sigterm_raises():
+        collected, opts = merge_shards(args)
+        opts = with_split_overrides(opts, parse_split(split_text) if split_text else None, multiple, seed)
+        outputs = write_outputs(collected, opts, out, by_word, command_line())
     _print_outputs(collected, outputs, as_json, quiet)
 
 
@@ -158,6 +177,13 @@ def _summary(collected, outputs) -> str:
                            ("not_selected", result.not_selected)):
             if value:
                 dropped[key] = dropped.get(key, 0) + value
+    for path, result, _ in outputs:
+        for note in result.notes:
+            lines.append(f"split of {path} moved by rounding to --multiple: {note}")
+    renamed = outputs[0][2].get("renamed_words", {}) if outputs else {}
+    if renamed:
+        lines.append(f"{len(renamed)} word(s) written under another file name (also in each file's meta):")
+        lines += [f"  {word!r} -> {name}" for word, name in sorted(renamed.items())]
     if report.fitted:
         lines.append(f"fitted {report.fitted} long drawing(s) under --max-len with a larger epsilon")
     if dropped:

@@ -1,0 +1,305 @@
+"""Writing outputs so that nothing is lost.
+
+- `check_output` refuses, before any input is read, an output that is one of the inputs (or a file an
+  input folder would read next time), an existing folder, a name too long for its file system, or a
+  place that cannot be written (missing folder, a file where a folder should be, read-only, no
+  permission).
+- `atomic_output` writes a file to an anonymous temporary file in the output's folder (Linux
+  `O_TMPFILE`: it has no name, so even `kill -9` leaves nothing behind), then links it under a
+  temporary name and renames it over the output. Where `O_TMPFILE` is not supported the temporary file
+  has a name from the start. Temporary names are `.<name>.<pid>.<random>.sketchprep-tmp`; a later write
+  of the same output removes those whose process is gone (what a `kill -9` in the last instant leaves).
+- `atomic_folder` does the same for a set of files (`convert --by-word`): a temporary folder beside
+  the destination, renamed into place (or its files moved in, with signals held back) at the end.
+- `sigterm_raises` turns SIGTERM into `Terminated` (a KeyboardInterrupt) so that cleanup runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import OutputError, Terminated
+
+TMP_SUFFIX = ".sketchprep-tmp"
+_NAME_IN_TMP = 60  # characters of the output's name kept in its temporary name (bounded: NAME_MAX)
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _inputs_holding(path: Path, inputs: Iterable[str], read_suffixes: tuple[str, ...]) -> str | None:
+    """The input that `path` is (same file), or the input folder that would read it; None if none."""
+    real = os.path.realpath(path)
+    for item in inputs:
+        if item == "-":
+            continue
+        hits = glob.glob(item, recursive=True) if any(c in item for c in "*?[") and not os.path.exists(item) else [item]
+        for hit in hits:
+            if os.path.isdir(hit):
+                folder = os.path.realpath(hit)
+                if real.startswith(folder.rstrip(os.sep) + os.sep) and real.lower().endswith(read_suffixes):
+                    return hit
+            elif os.path.exists(path) and os.path.exists(hit):
+                if os.path.samefile(path, hit):
+                    return hit
+            elif os.path.realpath(hit) == real:
+                return hit
+    return None
+
+
+def check_output(path: str | os.PathLike, inputs: Iterable[str] = (), *, folder: bool = False,
+                 read_suffixes: tuple[str, ...] = (), option: str = "the output") -> None:
+    """Refuse an output that cannot or must not be written; raises `OutputError` naming the fix.
+
+    folder: the output is a folder of files (`--by-word DIR`) rather than one file.
+    read_suffixes: file endings an input folder reads; an output inside such a folder with such an
+    ending would be read as an input next time.
+    """
+    p = Path(os.fspath(path))
+    text = os.fspath(path)
+    if not text:
+        raise OutputError(f"{option} is an empty name. Give a file name")
+    if folder:
+        if os.path.exists(p) and not os.path.isdir(p):
+            raise OutputError("exists and is a file, not a folder. Give a folder name", path=text)
+    else:
+        if os.path.isdir(p) or text.endswith(os.sep):
+            raise OutputError(f"is a folder; {option} must be a file. Give a file name inside it, "
+                              f"e.g. {os.path.join(text, 'out' + (p.suffix or '.npz'))}", path=text)
+        same = _inputs_holding(p, inputs, read_suffixes)
+        if same is not None:
+            if os.path.isdir(same):
+                raise OutputError(f"is inside the input folder {same}, which would read it as a drawing next time. "
+                                  f"Write {option} outside that folder", path=text)
+            raise OutputError(f"is also an input ({same}); writing it would destroy that input. "
+                              f"Choose another name for {option}", path=text)
+    parent = p.parent if str(p.parent) else Path(".")
+    existing = _nearest_existing(parent)
+    name_max = _name_max(existing if existing.is_dir() else Path("."))
+    for part in p.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise OutputError(f"a name in the path is {len(os.fsencode(part))} bytes long; this file system allows "
+                              f"{name_max}. Use a shorter file name", path=text[:80] + "...")
+    if not os.path.lexists(parent):
+        if existing.exists() and not existing.is_dir():
+            raise OutputError(f"{existing} is a file, not a folder. Check the path", path=text)
+        raise OutputError(f"folder {parent} does not exist. Create it first (mkdir -p {parent}) or check the path",
+                          path=text)
+    if not parent.is_dir():
+        raise OutputError(f"{parent} is not a folder. Check the path", path=text)
+    try:  # the real test: permissions, read-only file systems, ACLs and root all answer here
+        fd, probe = tempfile.mkstemp(prefix=".sketchprep-probe-", suffix=TMP_SUFFIX, dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        fix = ("Write it to a writable folder" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+               else "Free some space or write it elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+               else "Check the path")
+        raise OutputError(f"cannot write in {parent}: {e.strerror or e}. {fix}", path=text) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Temporary files
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name[:_NAME_IN_TMP]}."
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f"{_tmp_prefix(path)}{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(path: str | os.PathLike) -> list[str]:
+    """Remove temporary files and folders of earlier writes of `path` whose process is gone (a `kill -9`);
+    returns what was removed."""
+    path = Path(path)
+    removed = []
+    try:
+        candidates = [e for e in os.scandir(path.parent if str(path.parent) else ".")
+                      if e.name.startswith(_tmp_prefix(path)) and e.name.endswith(TMP_SUFFIX)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        fields = entry.name[len(_tmp_prefix(path)):-len(TMP_SUFFIX)].split(".")
+        if len(fields) != 2 or not fields[0].isdigit() or _alive(int(fields[0])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.path)
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_LINK_METHOD: dict[int, str | None] = {}  # st_dev -> how an O_TMPFILE file there is given a name (None: it cannot)
+
+
+def _link_fd(fd: int, dest: Path, method: str) -> None:
+    """Give the unnamed file `fd` the name `dest`."""
+    if method == "proc":
+        os.link(f"/proc/self/fd/{fd}", dest, follow_symlinks=True)
+        return
+    import ctypes  # linkat(fd, "", AT_FDCWD, dest, AT_EMPTY_PATH): where /proc cannot link (needs privilege)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.linkat(fd, b"", -100, os.fsencode(dest), 0x1000) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(dest))
+
+
+def _open_anonymous(folder: Path) -> tuple[int, str] | None:
+    """An unnamed file in `folder` and how to link it in at the end, or None where that does not work."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        dev = os.stat(folder).st_dev
+        if dev not in _LINK_METHOD:  # some systems open O_TMPFILE but refuse one way of linking it (EXDEV)
+            _LINK_METHOD[dev] = None
+            for method in ("proc", "empty_path"):
+                fd = os.open(folder, flag | os.O_RDWR, 0o600)
+                probe = folder / f".sketchprep-probe-{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}"
+                try:
+                    _link_fd(fd, probe, method)
+                    os.unlink(probe)
+                    _LINK_METHOD[dev] = method
+                    break
+                except (OSError, AttributeError):
+                    pass
+                finally:
+                    os.close(fd)
+        method = _LINK_METHOD[dev]
+        if method is None:
+            return None
+        return os.open(folder, flag | os.O_RDWR, 0o666 & ~_umask()), method
+    except OSError:  # file systems without O_TMPFILE (NFS, some FUSE) answer EOPNOTSUPP, EISDIR or EINVAL
+        return None
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary file for `path`; on success it replaces `path`, on any error or signal it is gone.
+
+    Missing parent folders are created (callers that must not create them call `check_output` first).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    anonymous = _open_anonymous(path.parent)
+    tmp: Path | None = None
+    if anonymous is None:
+        tmp = _tmp_name(path)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
+    else:
+        fd, method = anonymous
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            if tmp is None:  # give the anonymous file a name; the rename below is the commit
+                tmp = _tmp_name(path)
+                _link_fd(f.fileno(), tmp, method)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path` to fill; on success its files land in `path` (a new folder is
+    renamed into place; in an existing one each file replaces its namesake, other files stay), on error
+    or signal the temporary folder is removed and `path` is as it was."""
+    path = Path(path)
+    remove_stale(path)
+    tmp = _tmp_name(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        with _signals_held():
+            if not os.path.lexists(path):
+                os.rename(tmp, path)
+            else:
+                for entry in sorted(os.listdir(tmp)):
+                    os.replace(tmp / entry, path / entry)
+                tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM back for a few renames (they arrive after)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Signals
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within the block, SIGTERM raises `Terminated` in the main thread (so `finally` and `except
+    BaseException` cleanup runs: worker pools stopped, temporary files removed). No-op off the main thread."""
+    try:
+        old = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
