@@ -272,15 +272,16 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[str, str | None]:
             indexes = sorted(Path(folder).glob("*.index"),
                              key=lambda q: (int(m.group(1)) if (m := re.search(r"-(\d+)$", q.stem)) else -1, q.name))
             if not indexes:
-                raise OptionError(f"{p}: no TensorFlow checkpoint here (no `checkpoint` file, no *.index file). "
-                                  "Give the folder that holds model_config.json and vector-N.index")
+                raise MagentaImportError("no TensorFlow checkpoint here (no `checkpoint` file, no *.index file). "
+                                         "Give the folder that holds model_config.json and vector-N.index", path=p)
             prefix = str(indexes[-1].with_suffix(""))
     else:
         prefix = _DATA_SUFFIX.sub("", p)
         for suffix in (".index", ".meta"):
             prefix = prefix.removesuffix(suffix)
         if not os.path.isfile(prefix + ".index"):
-            raise OptionError(f"{p}: not a Magenta model folder or TensorFlow checkpoint (no {prefix}.index)")
+            raise MagentaImportError(f"not a Magenta model folder, TensorFlow checkpoint or .json model (no "
+                                     f"{os.path.basename(prefix)}.index beside it)", path=p)
         folder = os.path.dirname(prefix) or "."
     config = os.path.join(folder, "model_config.json")
     return prefix, config if os.path.isfile(config) else None
@@ -377,7 +378,6 @@ def read_magenta(path: str | os.PathLike, gate_order: tuple[str, ...] = TF_GATES
                                   "exp_avg": torch.from_numpy(np.array(exp_avg[name], dtype=np.float32)),
                                   "exp_avg_sq": torch.from_numpy(np.array(exp_avg_sq[name], dtype=np.float32))}
         opt_state = optimizer.state_dict()
-        notes.append(f"Adam state imported ({n_updates} updates by the beta powers; global_step {step})")
     else:
         notes.append("no Adam slots in the checkpoint: `train --resume` starts the optimizer fresh")
     return ImportedModel(hps, state, step, prefix, opt_state, notes)
@@ -462,14 +462,14 @@ def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_fact
     training does), else the one the model file stores, else 1.0 (with a note)."""
     p = str(path)
     if not os.path.exists(p) and not os.path.exists(p + ".index"):
-        raise OptionError(f"{p}: no such file or folder")
+        raise MagentaImportError("no such file or folder", path=p)
     if p.lower().endswith(".json") and os.path.isfile(p):
         kind = "magenta-js"
         if read_js is None:
             try:
                 from .magenta_js import read_js_model as read_js
             except ImportError:
-                raise OptionError(f"{p}: importing magenta-js JSON models is not supported yet") from None
+                raise MagentaImportError("importing magenta-js JSON models is not supported yet", path=p) from None
         hps, state, js_scale, info = read_js(p)
         imported = ImportedModel(hps, state, int((info or {}).get("step", 0)), p, None,
                                  list((info or {}).get("notes", [])), js_scale)
@@ -486,7 +486,7 @@ def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_fact
 
         for d in data:
             if not os.path.isfile(d):
-                raise OptionError(f"--data {d}: no such file")
+                raise MagentaImportError("no such data file (--data)", path=d)
         loaded = load_data([str(d) for d in data], hps.max_seq_len)
         scale, how = float(loaded.scale_factor), "data"
         max_len = int(loaded.max_len)

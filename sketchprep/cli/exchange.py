@@ -1,6 +1,174 @@
 """`export`, `import`, `complete`: a model in and out of the formats sketch-rnn is used in elsewhere."""
 from __future__ import annotations
 
-import click  # noqa: F401
+import click
 
-from .app import handle_errors, main  # noqa: F401
+from .app import handle_errors, main, need_torch
+
+
+@main.command("import", context_settings={"show_default": True})
+@click.argument("source", metavar="MODEL", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder to write (latest.pt, hparams.json), as `train --out` leaves it.")
+@click.option("--scale-factor", type=float, default=None, show_default="from --data, else 1.0",
+              help="Data units (pixels) per model unit: the normalising scale factor of the data set the "
+                   "model was trained on (Magenta's checkpoints do not store it).")
+@click.option("--data", "data", multiple=True, metavar="DATA.npz",
+              help="The data set(s) the model was trained on: the scale factor is computed from the train "
+                   "split as training does, and the run remembers the files (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@handle_errors
+def import_(source, out_dir, scale_factor, data, overwrite):
+    """Turn a Magenta sketch-rnn model into a run folder that sample, interpolate, complete, export and
+    `train --resume` take.
+
+    \b
+    MODEL is one of:
+      a Magenta TensorFlow run folder (model_config.json, checkpoint,
+        vector-N.index, vector-N.data-00000-of-00001) or one checkpoint of
+        it (vector-N or its .index file), read without TensorFlow;
+      a sketch-rnn-js / @magenta/sketch model (.json).
+
+    Weights, hparams, the training step and Adam's state are carried over (docs/magenta.md).
+
+    \b
+    Examples:
+      sketchprep import aaron_sheep/lstm --out runs/sheep --data aaron_sheep.npz
+      sketchprep import sheep.gen.json --out runs/sheep_js
+    """
+    need_torch()
+    from sketchrnn.magenta import import_model
+
+    if scale_factor is not None and data:
+        raise click.UsageError("give --scale-factor or --data, not both")
+    if scale_factor is not None and not (scale_factor > 0 and scale_factor < float("inf")):
+        raise click.UsageError("--scale-factor must be a number > 0")
+    r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
+    for note in r.notes:
+        click.echo(f"warning: {note}", err=True)
+    h = r.hps
+    arch = (f"{h.enc_model}/{h.dec_model}, enc {h.enc_rnn_size}, dec {h.dec_rnn_size}, z {h.z_size}"
+            if h.conditional else f"unconditional {h.dec_model}, dec {h.dec_rnn_size}")
+    kind = "Magenta TensorFlow checkpoint" if r.kind == "magenta-tf" else "sketch-rnn-js model"
+    scale_from = {"option": "--scale-factor", "data": "from --data", "model": "from the model",
+                  "default": "default"}[r.scale_source]
+    click.echo(f"wrote {r.checkpoint}: {kind} {source} ({arch}, M {h.num_mixture}; {r.n_params:,} parameters; "
+               f"step {r.step}; Adam state {'kept' if r.optimizer else 'fresh'}; scale factor {r.scale_factor:.6g} "
+               f"({scale_from}))")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
+@click.option("-o", "--output", default=None, metavar="MODEL.gen.json",
+              help="The sketch-rnn-js model file to write.")
+@click.option("--html", "html_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="Write a drawing page here instead (index.html, app.js, the sampler, model.gen.json).")
+@click.option("--name", default=None, show_default="the run folder's name", help="info.name in the file.")
+@click.option("--scale", "scale", type=float, default=None, show_default="the run's scale factor",
+              help="info.scale_factor in the file: data units (pixels) per model unit.")
+@click.option("--runtime-js", default=None, type=click.Path(dir_okay=False), metavar="magentasketch.js",
+              help="With --html: run the page on this @magenta/sketch bundle (copied in) instead of the "
+                   "built-in sampler.")
+@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
+              help="Which checkpoint of a run folder to export.")
+@handle_errors
+def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
+    """Write a model in the JSON format of sketch-rnn-js, @magenta/sketch and ml5.js (.gen.json), or a
+    drawing page that runs it.
+
+    \b
+    RUN: a `train --out` folder or a .pt checkpoint of an unconditional
+    model with an lstm decoder and 20 mixtures, which is what those
+    runtimes run: train one with --preset browser. Weights are stored as
+    int16 (w = 10 q / 32767): the summary says how many were clipped at
+    +-10 and the largest rounding error. See docs/browser.md.
+
+    \b
+    Examples:
+      sketchprep export runs/sheep -o sheep.gen.json
+      sketchprep export runs/sheep --html sheep_page
+      python -m http.server -d sheep_page 8000   # then open http://127.0.0.1:8000
+    """
+    need_torch()
+    from sketchrnn.magenta_js import export_js_model, write_page
+    from sketchrnn.sample import load_run
+
+    if (output is None) == (html_dir is None):
+        raise click.UsageError("give -o MODEL.gen.json or --html DIR (one of them)")
+    if runtime_js is not None and html_dir is None:
+        raise click.UsageError("--runtime-js goes with --html")
+    if scale is not None and not (0 < scale < float("inf")):
+        raise click.UsageError("--scale must be a number > 0")
+    if output is not None and not output.lower().endswith(".json"):
+        raise click.UsageError(f"-o {output}: the model file must end in .json (e.g. model.gen.json)")
+    run = load_run(run_path, "cpu", checkpoint)
+    if html_dir is not None:
+        s = write_page(html_dir, run, name, scale, runtime_js)
+        where = f"{html_dir}/ (index.html, model.gen.json)"
+    else:
+        s = export_js_model(run, output, name, scale)
+        where = output
+    click.echo(f"wrote {where}: {s.info['name']!r}, {run.hps.dec_rnn_size} lstm units, {s.n_weights:,} weights "
+               f"as int16 ({s.bytes / 1024:.0f} KiB), scale_factor {s.info['scale_factor']:.6g}; "
+               f"{s.clipped} clipped at +-10, largest rounding error {s.max_error:.2g} "
+               f"(largest weight {s.largest:.3g}) from {run.path} (step {run.step})")
+    if html_dir is not None:
+        click.echo(f"serve it with: python -m http.server -d {html_dir} 8000   (then open http://127.0.0.1:8000)")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
+@click.option("--prefix", "prefix", required=True, metavar="DRAWING",
+              help="The partial drawing: an .svg or .ndjson file (its first drawing, normalised as convert "
+                   "made the run's data) or [FILE.npz:]SPLIT:INDEX (FILE defaults to the run's first dataset).")
+@click.option("--keep", type=int, default=None, help="Cut the prefix after this many points.")
+@click.option("-o", "--output", required=True,
+              help="out.svg / .png (a grid: the prefix, then the completions) or .npz (the completions, in 'test').")
+@click.option("-n", "count", type=int, default=8, help="Number of completions.")
+@click.option("--temperature", "-t", type=float, default=0.4,
+              help="Sampling temperature tau (as `sample`: pi and pen from softmax(logits / tau), sigma x tau).")
+@click.option("--greedy", is_flag=True, help="Most likely component, pen state and offset (no randomness).")
+@click.option("--sigma-form", type=click.Choice(["code", "paper"]), default="code",
+              help="How tau scales the offsets' Gaussians: sigma*tau (code) or sigma*sqrt(tau) (paper).")
+@click.option("--seed", type=int, default=0, help="Seed of every random draw.")
+@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
+              help="Which checkpoint of a run folder to use.")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto.")
+@click.option("--columns", type=int, default=None, help="Drawings per row of the grid.")
+@handle_errors
+def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_form, seed, checkpoint, device,
+             columns):
+    """Finish a partial drawing n times, as sketch-rnn's "predict" demo does.
+
+    The prefix runs through the decoder, then the model draws on from there, n times in one batch,
+    until each completion ends. A conditional model decodes with z = the encoder's mu of the prefix
+    (docs/browser.md says why).
+
+    \b
+    Examples:
+      sketchprep complete runs/sheep --prefix test:3 --keep 20 -o done.png
+      sketchprep complete runs/cats --prefix my_cat_head.svg -o cats.svg -n 16
+      sketchprep complete runs/cats --prefix head.ndjson -o cats.npz --seed 2
+    """
+    need_torch()
+    from sketchrnn.sample import complete as run_complete, load_run, read_prefix
+
+    from .model import _check_drawings_output, _write_drawings
+
+    if count < 1:
+        raise click.UsageError("-n must be >= 1")
+    if keep is not None and keep < 1:
+        raise click.UsageError("--keep must be >= 1")
+    _check_drawings_output(output)
+    run = load_run(run_path, device, checkpoint)
+    drawing, label = read_prefix(prefix, run.data_files[0] if run.data_files else None, keep)
+    drawings = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form)
+    shown, labels = drawings, None
+    if not output.lower().endswith(".npz"):
+        shown, labels = [drawing] + drawings, [label] + [""] * count
+    _write_drawings(run, shown, output, columns, labels,
+                    {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
+                     "prefix": prefix, "keep": keep, "prefix_points": len(drawing)})
+    added = [len(d) - len(drawing) for d in drawings]
+    click.echo(f"wrote {output}: {count} completions of {label} ({len(drawing)} points) adding "
+               f"{min(added)}-{max(added)} points, from {run.path} (step {run.step})")
