@@ -226,3 +226,52 @@ def read_js_model(path: str | os.PathLike) -> tuple[HParams, dict, float, dict]:
     except orjson.JSONDecodeError as e:
         raise _fail(path, f"not JSON ({e})") from None
     return parse_js_model(obj, path)
+
+
+WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+PAGE_FILES = ("index.html", "app.js", "sketchrnn-lite.js", "model.gen.json")
+
+
+def dataset_size(data_files: list[str]) -> float:
+    """The box the run's drawings were normalised into (convert's --size; 255 when unknown or 0)."""
+    from sketchprep.dataset import load_dataset
+
+    for path in data_files[:1]:
+        try:
+            size = float((load_dataset(path).meta.get("options") or {}).get("size") or 0)
+        except (SketchprepError, OSError, ValueError):  # the data moved or has no metadata: the default box
+            size = 0.0
+        if size > 0 and math.isfinite(size):
+            return size
+    return 255.0
+
+
+def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_factor: float | None = None,
+               runtime_js: str | os.PathLike | None = None, seed: int = 1) -> ExportSummary:
+    """A self-contained drawing page in `folder`: index.html, app.js, the sampler (sketchrnn-lite.js, or
+    `runtime_js`, a @magenta/sketch bundle `magentasketch.js`, copied in) and model.gen.json."""
+    import shutil
+
+    folder = str(folder)
+    if runtime_js is not None and not os.path.isfile(runtime_js):
+        raise ModelFormatError("no such file (give the path of @magenta/sketch's dist/magentasketch.js)",
+                               path=str(runtime_js))
+    check_exportable(run.hps, run.path)
+    os.makedirs(folder, exist_ok=True)
+    summary = export_js_model(run, os.path.join(folder, "model.gen.json"), name, scale_factor)
+    script = "sketchrnn-lite.js"
+    for asset in ("app.js", "sketchrnn-lite.js"):
+        shutil.copyfile(os.path.join(WEB_DIR, asset), os.path.join(folder, asset))
+    if runtime_js is not None:
+        script = "magentasketch.js"
+        shutil.copyfile(runtime_js, os.path.join(folder, script))
+    config = {"model": "model.gen.json", "size": dataset_size(run.data_files),
+              "runtime": "magenta" if runtime_js is not None else "lite", "seed": int(seed)}
+    with open(os.path.join(WEB_DIR, "index.html"), encoding="utf-8") as f:
+        html = f.read()
+    title = summary.info["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    html = (html.replace("__TITLE__", title).replace("__RUNTIME_SCRIPT__", script)
+            .replace("__CONFIG__", orjson.dumps(config).decode().replace("</", "<\\/")))
+    with atomic_output(os.path.join(folder, "index.html"), "w") as f:
+        f.write(html)
+    return summary

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sketchprep.dataset import load_dataset
-from sketchprep.errors import OptionError
+from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.strokes import START_TOKEN
 
 from .data import CLAMP_LIMIT, pad_batch
@@ -91,8 +91,9 @@ def _draw_offsets(p, k: torch.Tensor, temperature: float, greedy: bool, sigma_fo
 @torch.no_grad()
 def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: float = 1.0, greedy: bool = False,
            seed: int = 0, max_steps: int | None = None, sigma_form: str = "code",
-           stop_early: bool = True) -> list[np.ndarray]:
+           stop_early: bool = True, start: tuple | None = None) -> list[np.ndarray]:
     """Decode a batch: z (N, z_size) for a conditional model (None: z ~ N(0, I)); n drawings.
+    `start` = (decoder state, (N, 5) last input) continues from there instead of from S0 (`complete`).
 
     Returns N stroke-3 float32 arrays in data units (last row p = 1; empty when the model ends at once).
     Decoding stops once every drawing has ended (`stop_early=False` always runs `max_steps`, as the
@@ -116,8 +117,11 @@ def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: 
         n = n if n is not None else 1
     steps = max_steps if max_steps is not None else run.max_len + 1
     decoder = model.decoder
-    state = decoder.initial_state(z, n, torch.zeros(1, device=dev))
-    prev = torch.as_tensor(START_TOKEN, device=dev).expand(n, 5).clone()
+    if start is None:
+        state = decoder.initial_state(z, n, torch.zeros(1, device=dev))
+        prev = torch.as_tensor(START_TOKEN, device=dev).expand(n, 5).clone()
+    else:
+        state, prev = start
     out = torch.zeros(steps, n, 5, device=dev)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     t_used = steps
@@ -190,6 +194,49 @@ def reconstruct(run: Run, sketch: np.ndarray, n: int = 1, temperature: float = 1
     return decode(run, z.expand(n, -1), None, temperature, greedy, seed, None, sigma_form)
 
 
+@torch.no_grad()
+def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4, greedy: bool = False,
+             seed: int = 0, sigma_form: str = "code", max_steps: int | None = None) -> list[np.ndarray]:
+    """Finish a partial drawing n times, in one batch, as sketch-rnn's "predict" demo does.
+
+    prefix: (T, 3) stroke-3 in data units (its last row's p = 0 leaves the pen down: the model goes
+    on with that stroke). The prefix runs through the decoder once; its final state, copied n times,
+    starts the sampling. A conditional model is given z = the encoder's mu of the prefix (see
+    docs/browser.md). Returns n stroke-3 float32 drawings, each the prefix followed by what the model
+    added (at most max_steps points; default the run's longest sketch + 1 - T, at least 1).
+    """
+    prefix = np.asarray(prefix, dtype=np.float32)
+    if prefix.ndim != 2 or prefix.shape[1] != 3 or len(prefix) == 0:
+        raise OptionError("the prefix must be a non-empty stroke-3 drawing")
+    if n < 1:
+        raise OptionError("n must be >= 1")
+    dev = run.device
+    norm = np.clip(prefix, -CLAMP_LIMIT, CLAMP_LIMIT)
+    rows = np.zeros((len(norm) + 1, 5), dtype=np.float32)   # S0, then the prefix as stroke-5
+    rows[0] = START_TOKEN
+    rows[1:, :2] = norm[:, :2] / np.float32(run.scale_factor)
+    rows[1:, 3] = norm[:, 2] > 0
+    rows[1:, 2] = 1.0 - rows[1:, 3]
+    x = torch.from_numpy(rows).to(dev)[:, None]             # (T+1, 1, 5)
+    z = encode(run, [prefix]) if run.hps.conditional else None
+    state = None
+    if len(rows) > 2:                                      # the state after every prefix row but the last
+        _, state = run.model.decoder(x[:-1], z)
+    else:
+        state = run.model.decoder.initial_state(z, 1, x)
+    state = tuple(s.expand(n, -1).contiguous() for s in state)
+    prev = x[-1].expand(n, 5).clone()
+    zs = z.expand(n, -1) if z is not None else None
+    steps = max_steps if max_steps is not None else max(run.max_len + 1 - len(prefix), 1)
+    added = decode(run, zs, n, temperature, greedy, seed, steps, sigma_form, start=(state, prev))
+    out = []
+    for a in added:
+        d = np.concatenate([prefix, a])
+        d[-1, 2] = 1.0  # stroke-3: the pen lifts after the last point
+        out.append(d)
+    return out
+
+
 def lerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
     return (1.0 - t) * p0 + t * p1
 
@@ -244,3 +291,44 @@ def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
     if not -len(sketches) <= i < len(sketches):
         raise OptionError(f"drawing {spec!r}: {path} has {len(sketches)} {split} drawings")
     return np.asarray(sketches[i], dtype=np.float32), f"{os.path.basename(path)}:{split}:{i % len(sketches)}"
+
+
+PREFIX_FILE_TYPES = (".svg", ".ndjson")
+
+
+def read_prefix(spec: str, default_file: str | None, keep: int | None = None) -> tuple[np.ndarray, str]:
+    """The drawing `complete` starts from -> (stroke-3 float32, a label).
+
+    spec: an .svg or .ndjson file (its first drawing), read and normalised as `convert` made the run's
+    dataset (the options saved in `default_file`'s metadata; convert's defaults without one), or
+    `[FILE.npz:]SPLIT:INDEX`. keep: cut it after this many points (rows)."""
+    from sketchprep.convert import ConvertOptions, collect
+
+    if keep is not None and keep < 1:
+        raise OptionError("--keep must be >= 1")
+    if spec.lower().endswith(PREFIX_FILE_TYPES):
+        if not os.path.isfile(spec):
+            raise OptionError(f"--prefix {spec}: no such file")
+        options = {}
+        if default_file and os.path.isfile(default_file):
+            try:
+                options = dict(load_dataset(default_file).meta.get("options") or {})
+            except (SketchprepError, OSError, ValueError):  # unreadable metadata: convert's defaults
+                options = {}
+        try:
+            opts = ConvertOptions.from_json(options) if options else ConvertOptions()
+        except (TypeError, ValueError):
+            opts = ConvertOptions()
+        opts.max_len, opts.strict, opts.words, opts.recognized_only, opts.workers = 1 << 30, True, None, False, 1
+        kept = collect([spec], opts).kept
+        if kept.n == 0:
+            raise OptionError(f"--prefix {spec}: the file holds no drawing")
+        first = int(np.argmin(kept.order))
+        drawing, label = np.asarray(kept.sketch(first), dtype=np.float32), os.path.basename(spec)
+    else:
+        drawing, label = read_drawing(spec, default_file)
+    if len(drawing) == 0:
+        raise OptionError(f"--prefix {spec}: the drawing is empty")
+    if keep is not None and keep < len(drawing):
+        drawing, label = drawing[:keep].copy(), f"{label}[:{keep}]"
+    return drawing, label
