@@ -6,6 +6,57 @@ import click
 from .app import handle_errors, main, need_torch
 
 
+@main.command("import", context_settings={"show_default": True})
+@click.argument("source", metavar="MODEL", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder to write (latest.pt, hparams.json), as `train --out` leaves it.")
+@click.option("--scale-factor", type=float, default=None, show_default="from --data, else 1.0",
+              help="Data units (pixels) per model unit: the normalising scale factor of the data set the "
+                   "model was trained on (Magenta's checkpoints do not store it).")
+@click.option("--data", "data", multiple=True, metavar="DATA.npz",
+              help="The data set(s) the model was trained on: the scale factor is computed from the train "
+                   "split as training does, and the run remembers the files (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@handle_errors
+def import_(source, out_dir, scale_factor, data, overwrite):
+    """Turn a Magenta sketch-rnn model into a run folder that sample, interpolate, complete, export and
+    `train --resume` take.
+
+    \b
+    MODEL is one of:
+      a Magenta TensorFlow run folder (model_config.json, checkpoint,
+        vector-N.index, vector-N.data-00000-of-00001) or one checkpoint of
+        it (vector-N or its .index file), read without TensorFlow;
+      a sketch-rnn-js / @magenta/sketch model (.json).
+
+    Weights, hparams, the training step and Adam's state are carried over (docs/magenta.md).
+
+    \b
+    Examples:
+      sketchprep import aaron_sheep/lstm --out runs/sheep --data aaron_sheep.npz
+      sketchprep import sheep.gen.json --out runs/sheep_js
+    """
+    need_torch()
+    from sketchrnn.magenta import import_model
+
+    if scale_factor is not None and data:
+        raise click.UsageError("give --scale-factor or --data, not both")
+    if scale_factor is not None and not (scale_factor > 0 and scale_factor < float("inf")):
+        raise click.UsageError("--scale-factor must be a number > 0")
+    r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
+    for note in r.notes:
+        click.echo(f"warning: {note}", err=True)
+    h = r.hps
+    arch = (f"{h.enc_model}/{h.dec_model}, enc {h.enc_rnn_size}, dec {h.dec_rnn_size}, z {h.z_size}"
+            if h.conditional else f"unconditional {h.dec_model}, dec {h.dec_rnn_size}")
+    kind = "Magenta TensorFlow checkpoint" if r.kind == "magenta-tf" else "sketch-rnn-js model"
+    scale_from = {"option": "--scale-factor", "data": "from --data", "model": "from the model",
+                  "default": "default"}[r.scale_source]
+    click.echo(f"wrote {r.checkpoint}: {kind} {source} ({arch}, M {h.num_mixture}; {r.n_params:,} parameters; "
+               f"step {r.step}; Adam state {'kept' if r.optimizer else 'fresh'}; scale factor {r.scale_factor:.6g} "
+               f"({scale_from}))")
+
+
 @main.command(context_settings={"show_default": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
 @click.option("-o", "--output", default=None, metavar="MODEL.gen.json",
