@@ -158,7 +158,8 @@ def download_quickdraw(words: list[str], fmt: str, out_dir: str | Path, *, base:
         target = (store if use_cache else out_dir) / name
         fetched = _cached(word, url, target)
         if fetched is None:
-            fetched = _fetch(word, url, target, retries=retries, timeout=timeout, progress=progress)
+            fetched = _fetch(word, url, target, fmt, retries=retries, timeout=timeout, progress=progress,
+                             record=use_cache)
         if use_cache:
             _place(target, out_dir / name)
             fetched.path = out_dir / name
@@ -189,7 +190,9 @@ def _cached(word: str, url: str, target: Path) -> Fetched | None:
     return Fetched(word, target, url, size, "cached", bool(meta.get("md5")), bool(meta.get("size_checked", True)))
 
 
-def _fetch(word: str, url: str, target: Path, *, retries: int, timeout: float, progress) -> Fetched:
+def _fetch(word: str, url: str, target: Path, fmt: str, *, retries: int, timeout: float, progress,
+           record: bool) -> Fetched:
+    """Download `url` to `target` through `target.part`; `record` keeps a `target.json` for the cache."""
     part = target.with_name(target.name + ".part")
     part_meta = _meta_path(part)
     resumed = False
@@ -204,11 +207,12 @@ def _fetch(word: str, url: str, target: Path, *, retries: int, timeout: float, p
                                     f"bytes ({e}); {part.name} is kept: run the same command again to resume",
                                     url) from None
             resumed = True
-            time.sleep(min(2 ** attempt, 10) * 0.5)
+            time.sleep(0.25 * 2 ** attempt)
     size = part.stat().st_size
     if info["size"] is not None and size != info["size"]:
         raise DownloadError(f"got {size:,} bytes where the server announced {info['size']:,}; "
                             f"{part.name} is kept: run the same command again to resume", url)
+    _check_content(part, part_meta, fmt, url)
     md5_checked = False
     if info["md5"]:
         digest = base64.b64encode(_md5(part)).decode()
@@ -221,8 +225,9 @@ def _fetch(word: str, url: str, target: Path, *, retries: int, timeout: float, p
     _meta_path(target).unlink(missing_ok=True)
     os.replace(part, target)
     size_checked = info["size"] is not None
-    _write_json(_meta_path(target), {"url": url, "size": size, "md5": info["md5"], "etag": info["etag"],
-                                     "size_checked": size_checked})
+    if record:
+        _write_json(_meta_path(target), {"url": url, "size": size, "md5": info["md5"], "etag": info["etag"],
+                                         "size_checked": size_checked})
     part_meta.unlink(missing_ok=True)
     return Fetched(word, target, url, size, "resumed" if resumed else "downloaded", md5_checked, size_checked)
 
@@ -284,10 +289,12 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
         _write_json(part_meta, {"url": url, "size": total, "md5": md5, "etag": etag or known.get("etag")})
         bar = progress(total=total, initial=have, desc=desc) if progress else None
         try:
+            # read1 returns what has arrived, so a stall loses nothing that came before it
+            read = getattr(response, "read1", response.read)
             with open(part, "ab" if resumed else "wb") as f:
                 while True:
                     try:
-                        chunk = response.read(CHUNK)
+                        chunk = read(CHUNK)
                     except (OSError, TimeoutError, ConnectionError, urllib.error.URLError) as e:
                         raise _Retry(str(e) or type(e).__name__) from None
                     except http.client.HTTPException as e:  # IncompleteRead and friends
@@ -304,6 +311,24 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
     if total is not None and got < total:
         raise _Retry(f"the connection closed at {got:,} of {total:,} bytes")
     return {"size": total, "md5": md5, "etag": etag, "resumed": resumed}
+
+
+# What each format's files start with: a server that answers with something else (an HTML error page,
+# a login portal) is caught even when it sends no MD5.
+_MAGIC = {"raw": (b"{",), "simplified": (b"{",), "npz": (b"PK\x03\x04", b"PK\x05\x06")}
+
+
+def _check_content(part: Path, part_meta: Path, fmt: str, url: str) -> None:
+    with open(part, "rb") as f:
+        head = f.read(64)
+    expected = _MAGIC.get(fmt)
+    if expected is None or head.lstrip().startswith(expected):
+        return
+    part.unlink()
+    part_meta.unlink(missing_ok=True)
+    kind = {"npz": "a .npz (zip) file"}.get(fmt, "ndjson")
+    raise DownloadError(f"the server sent something that is not {kind} (it starts with {head[:24]!r}); "
+                        "check --base-url, or the network's login page", url)
 
 
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import http.server
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -36,6 +37,7 @@ class Bucket(http.server.ThreadingHTTPServer):
         self.no_range: set[str] = set()
         self.etag: dict[str, str] = {}
         self.bare: set[str] = set()                   # no Content-Length, no ETag, no hash: ends at close
+        self.stall: dict[str, int] = {}               # sends n bytes, then nothing for 3 s (once)
         self.log: list[tuple[str, str | None]] = []   # (path, Range header)
 
     @property
@@ -87,6 +89,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("x-goog-hash", "crc32c=AAAAAA==")
         self.send_header("x-goog-hash", f"md5={md5}")
         self.end_headers()
+        stall = s.stall.pop(self.path, None)
+        if stall is not None:
+            self.wfile.write(body[start:start + stall])
+            self.wfile.flush()
+            time.sleep(3)
+            self.close_connection = True
+            return
         cut = s.cut.pop(self.path, None)
         if cut is not None:
             self.wfile.write(body[start:start + cut])
@@ -106,9 +115,9 @@ def bucket():
     server.server_close()
 
 
-def _payload(n: int, seed: int) -> bytes:
-    """n bytes that are not all alike, so a misplaced resume shows up."""
-    out = bytearray()
+def _payload(n: int, seed: int, head: bytes = b'{"key_id": "') -> bytes:
+    """n bytes that start as the format's files do and are not all alike, so a misplaced resume shows up."""
+    out = bytearray(head)
     block = str(seed).encode()
     while len(out) < n:
         block = hashlib.sha256(block).digest()
@@ -174,12 +183,13 @@ def test_cli_downloads_words_checks_md5_and_converts(bucket, tmp_path):
                                              ("--npz", "sketchrnn", ".npz"), ("--simplified", "full/simplified",
                                                                               ".ndjson")])
 def test_each_format_comes_from_its_folder(bucket, tmp_path, flag, folder, ext):
-    body = _payload(5000, 1)
+    body = _payload(5000, 1, b"PK\x03\x04" if ext == ".npz" else b"{")
     _serve(bucket, "sheep", folder, ext, body)
     result = CliRunner().invoke(main, ["download", "quickdraw", "sheep", flag, "-o", str(tmp_path / "o"),
                                        "--base-url", bucket.url, "--no-cache"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / f"sheep{ext}").read_bytes() == body
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [f"sheep{ext}"]  # no record without the cache
     assert bucket.log == [(f"/{folder}/sheep{ext}", None)]
 
 
@@ -300,6 +310,7 @@ def test_a_plain_mirror_without_size_or_md5_and_a_file_url(bucket, tmp_path):
 
     mirror = tmp_path / "mirror" / "sketchrnn"
     mirror.mkdir(parents=True)
+    body = _payload(40_000, 9, b"PK\x03\x04")
     (mirror / "hot dog.npz").write_bytes(body)
     result = CliRunner().invoke(main, ["download", "quickdraw", "hot dog", "--npz", "-o", str(tmp_path / "b"),
                                        "--base-url", (tmp_path / "mirror").as_uri(),
@@ -307,3 +318,14 @@ def test_a_plain_mirror_without_size_or_md5_and_a_file_url(bucket, tmp_path):
     assert result.exit_code == 0, result.output
     assert "downloaded, size checked" in result.output
     assert (tmp_path / "b" / "hot dog.npz").read_bytes() == body
+
+
+@pytest.mark.parametrize("fmt,folder,ext", [("simplified", "full/simplified", ".ndjson"), ("npz", "sketchrnn", ".npz")])
+def test_an_html_page_instead_of_the_file_is_refused(bucket, tmp_path, fmt, folder, ext):
+    page = b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>"
+    _serve(bucket, "cat", folder, ext, page)
+    bucket.bare.add(f"/{folder}/cat{ext}")            # a portal sends no size and no MD5 either
+    with pytest.raises(DownloadError, match=r"not (ndjson|a .npz \(zip\) file) \(it starts with b'<!DOCTYPE"):
+        download_quickdraw(["cat"], fmt, tmp_path / "out", base=bucket.url, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "out").iterdir()) == []
+    assert list((tmp_path / "cache" / "quickdraw" / fmt).iterdir()) == []

@@ -32,10 +32,12 @@ def download():
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, show_default=False, metavar="DIR",
               help="Cache folder [default: $SKETCHPREP_CACHE, else ~/.cache/sketchprep].")
 @click.option("--no-cache", is_flag=True, help="Download straight into --output, keeping no copy in the cache.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, metavar="SECONDS",
+              help="Give up on a server that sends nothing for this long (a cut transfer is resumed 3 times).")
 @click.option("--list", "list_words", is_flag=True, help="Print the 345 words, one per line, and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no summary.")
 @handle_errors
-def quickdraw(words, fmt, out_dir, base_url, cache_dir, no_cache, list_words, quiet):
+def quickdraw(words, fmt, out_dir, base_url, cache_dir, no_cache, timeout, list_words, quiet):
     """Fetch Google's public Quick, Draw! files for each WORD.
 
     WORD is one of the 345 Quick, Draw! words (quote words with spaces; a typo gets suggestions). Each
@@ -62,7 +64,7 @@ def quickdraw(words, fmt, out_dir, base_url, cache_dir, no_cache, list_words, qu
                             unit_divisor=1024, leave=False)
 
     fetched = download_quickdraw(list(words), fmt, out_dir, base=base_url, cache_dir=cache_dir,
-                                 use_cache=not no_cache, progress=progress)
+                                 use_cache=not no_cache, timeout=timeout, progress=progress)
     if quiet:
         return
     for f in fetched:
