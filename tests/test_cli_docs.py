@@ -47,17 +47,19 @@ def _sections(page: Path) -> list[tuple[str, str]]:
 
 
 def documentation_of(path: tuple[str, ...]) -> tuple[Path, str] | None:
-    """The page and text that document `sketchprep PATH`: the section of docs/commands.md (else of any docs
-    page) whose heading names the command, plus every docs page that section links to."""
+    """Where `sketchprep PATH` is documented: its section of docs/commands.md (else the first docs page with
+    one), and the text of every docs section whose heading names the command, plus the docs pages those
+    sections link to."""
     name = re.escape("sketchprep " + " ".join(path))
     pages = [COMMANDS_PAGE] + sorted(p for p in DOCS.glob("*.md") if p != COMMANDS_PAGE)
+    found, text = None, ""
     for page in pages:
-        for heading, text in _sections(page):
+        for heading, section in _sections(page):
             if re.search(rf"`{name}(?=[\s`])", heading):
-                linked = {(page.parent / t).resolve() for t in LINK.findall(text)}
-                extra = "".join(p.read_text() for p in sorted(linked) if p.exists() and p.parent == DOCS)
-                return page, text + extra
-    return None
+                found = found or page
+                linked = {(page.parent / t).resolve() for t in LINK.findall(section)}
+                text += section + "".join(p.read_text() for p in sorted(linked) if p.exists() and p.parent == DOCS)
+    return (found, text) if found else None
 
 
 def test_the_group_lists_commands():
