@@ -145,6 +145,25 @@ def test_json_model_dispatches_to_the_js_reader(tmp_path):
     assert load_checkpoint(tmp_path / "run" / LATEST)["scale_factor"] == 7.5
 
 
+def test_js_model_round_trip(tmp_path):
+    """A run exported to sketch-rnn-js JSON and imported back: same decoder (up to the format's int16 weights)."""
+    magenta_js = pytest.importorskip("sketchrnn.magenta_js")
+    from sketchrnn.magenta import save_imported_run
+    from sketchrnn.model import SketchRNN
+    from sketchrnn.sample import load_run
+
+    hps = HParams(conditional=False, dec_model="lstm", dec_rnn_size=32, num_mixture=20, use_recurrent_dropout=False)
+    torch.manual_seed(0)
+    save_imported_run(tmp_path / "run", hps, SketchRNN(hps).state_dict(), 12.5, 7, "test")
+    magenta_js.export_js_model(load_run(tmp_path / "run"), tmp_path / "m.gen.json")
+    res = CliRunner().invoke(main, ["import", str(tmp_path / "m.gen.json"), "--out", str(tmp_path / "back")])
+    assert res.exit_code == 0, res.output
+    assert "sketch-rnn-js model" in res.stdout and "scale factor 12.5 (from the model)" in res.stdout
+    a, b = load_run(tmp_path / "run"), load_run(tmp_path / "back")
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.allclose(x, y, atol=10 / 32767), name
+
+
 def test_cli_import_then_sample(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["import", str(ckpt_folder("c_layer_norm_layer_norm")), "--out", str(tmp_path / "run"),
@@ -165,7 +184,6 @@ def test_cli_import_then_sample(tmp_path):
     assert not load_checkpoint(tmp_path / "run" / LATEST)["hparams"]["conditional"]
 
 
-@pytest.mark.slow
 def test_imported_run_trains_on(tmp_path):
     """`train --resume` continues an imported model from the reference's global_step with its Adam state."""
     data = shared_data("sketchrnn_npz", "aaron_sheep.npz")
