@@ -87,7 +87,7 @@ def _count(shape) -> int:
 
 def _check_dtype(dtype, what: str) -> np.dtype:
     if not isinstance(dtype, np.dtype):
-        raise pickle.UnpicklingError(f"{what} has no numpy dtype")
+        raise _BadArray(f"{what} has no numpy dtype")
     if dtype.fields is not None or dtype.subdtype is not None:
         raise _BadArray(f"{what} has a structured or sub-array dtype {dtype}; sketch data uses plain dtypes")
     if dtype.hasobject and dtype != np.dtype(object):
@@ -145,7 +145,7 @@ def _unwrap(x):
 def _reconstruct(subtype, shape, dtype_code):
     """numpy's `_reconstruct`, which pickles call to make an empty array before filling it in."""
     if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"refusing to build a {getattr(subtype, '__name__', subtype)!r}: "
+        raise _Refused(f"refusing to build a {getattr(subtype, '__name__', subtype)!r}: "
                                      "only plain numpy arrays may be unpickled")
     if not isinstance(shape, tuple) or _count(shape) != 0:
         raise _BadArray(f"array template of shape {shape!r} (numpy writes (0,))")
@@ -154,14 +154,18 @@ def _reconstruct(subtype, shape, dtype_code):
 
 def _encode(obj, encoding="utf-8", errors="strict"):
     if not isinstance(obj, str) or str(encoding).replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
-        raise pickle.UnpicklingError(f"refusing to call _codecs.encode with {encoding!r}: only latin1 is used by numpy")
+        raise _Refused(f"refusing to call _codecs.encode with {encoding!r}: only latin1 is used by numpy")
     return obj.encode("latin1", errors)
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle that asks for something other than numpy arrays (never a damaged one)."""
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays may be unpickled")
+            raise _Refused(f"refusing to load {module}.{name}: only numpy arrays may be unpickled")
         if name == "_reconstruct":
             return _reconstruct
         if name == "encode":
@@ -169,7 +173,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refusing a persistent id: only numpy arrays may be unpickled")
+        raise _Refused("refusing a persistent id: only numpy arrays may be unpickled")
 
 
 def _read_header(f, name: str, path: str):
@@ -186,7 +190,15 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> np.nd
     name = info.filename
     _check_member_size(info, path)
     with zf.open(info) as f:
-        shape, fortran, dtype = _read_header(f, name, path)
+        try:
+            shape, fortran, dtype = _read_header(f, name, path)
+        except DatasetFormatError:
+            raise
+        except (ValueError, EOFError, zipfile.BadZipFile, OSError, zlib.error):
+            raise
+        except Exception as e:  # noqa: BLE001  (numpy parses the header text with ast: SyntaxError, TokenError, ...)
+            text = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise DatasetFormatError(f"damaged .npy header ({text})", path=path, element=name) from None
         data_bytes = info.file_size - f.tell()
         try:
             dtype = _check_dtype(dtype, "the .npy header")
@@ -206,7 +218,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> np.nd
                                      f"{data_bytes:,} bytes", path=path, element=name)
         try:
             arr = _unwrap(_NumpyOnlyUnpickler(f, encoding="latin1").load())
-        except pickle.UnpicklingError as e:
+        except _Refused as e:
             raise UnsafeFileError(f"{e}; the file was not loaded", path=path, element=name) from None
         except RecursionError:
             raise DatasetFormatError("cannot read object array: nested too deeply", path=path, element=name) from None

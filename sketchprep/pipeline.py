@@ -58,20 +58,77 @@ class Recipe:
     tables: dict[str, dict]
 
 
-def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str] = ()) -> Recipe:
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few lines; anything near this is not one
+
+# Keys a step table may have that are not options of the command (the pipeline handles them), and
+# options the pipeline sets itself (a recipe cannot set them).
+RECIPE_KEYS = {"convert": {"inputs": "a list of paths", "by_word": "true or false"},
+               "stats": {"plot": "true or false"}}
+PIPELINE_SETS = {"render": {"output", "o"}, "sample": {"output", "o"}, "train": {"out", "overwrite"}}
+
+
+def _type_name(value) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def check_recipe(recipe: "Recipe", options: dict[str, set[str]]) -> None:
+    """Every table and value of a recipe against what its steps accept, before any step runs.
+
+    options: step -> the option names of the command of that name (`max_len` for `--max-len`, `n` for `-n`).
+    """
+    where = str(recipe.path)
+    for step, table in recipe.tables.items():
+        special = RECIPE_KEYS.get(step, {})
+        known = (options.get(step, set()) - PIPELINE_SETS.get(step, set())) | set(special)
+        for key, value in table.items():
+            if key not in known:
+                raise PipelineError(f"{step}.{key}: unknown option of `sketchprep {step}`. Known: "
+                                    f"{', '.join(sorted(known))}", path=where)
+            if key == "inputs":
+                if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                    raise PipelineError(f"convert.inputs must be a list of paths (strings), got {value!r:.80}. "
+                                        'Write inputs = ["drawings/", "more.ndjson"]', path=where)
+            elif key in special and not isinstance(value, bool):
+                raise PipelineError(f"{step}.{key} must be {special[key]}, got {_type_name(value)}", path=where)
+            elif isinstance(value, dict) or (isinstance(value, list) and
+                                             not all(isinstance(v, (str, int, float)) for v in value)):
+                raise PipelineError(f"{step}.{key} must be a string, number, true/false or a list of them "
+                                    f"(one per repeated option), got {_type_name(value)}", path=where)
+
+
+def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str] = (),
+                options: dict[str, set[str]] | None = None) -> Recipe:
     """Read a recipe; `sets` are 'table.key=value' overrides (value parsed as TOML, else a string) and
-    `inputs` replaces `convert.inputs` (paths relative to the working directory)."""
+    `inputs` replaces `convert.inputs` (paths relative to the working directory). With `options` (step ->
+    option names of its command) every key and value is checked too (`check_recipe`)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        if os.path.getsize(path) > MAX_RECIPE_BYTES:
+            raise PipelineError(f"{os.path.getsize(path):,} bytes is too large for a recipe (at most "
+                                f"{MAX_RECIPE_BYTES:,}). Give a recipe file", path=str(path))
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except OSError as e:
         raise PipelineError(f"cannot read recipe: {e.strerror}", path=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise PipelineError(f"not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}). Save the recipe "
+                            "as UTF-8", path=str(path)) from None
     except tomllib.TOMLDecodeError as e:
         raise PipelineError(f"not valid TOML: {e}", path=str(path)) from None
+    except RecursionError:
+        raise PipelineError("not valid TOML: nested too deeply", path=str(path)) from None
     unknown = set(data) - set(STEPS) - {"description", "output"}
     if unknown:
         raise PipelineError(f"unknown table(s) {', '.join(sorted(unknown))}; steps are {', '.join(STEPS)}",
                             path=str(path))
+    for key in ("description", "output"):
+        if key in data and not isinstance(data[key], str):
+            raise PipelineError(f"{key} must be a string, got {_type_name(data[key])}", path=str(path))
+    for step in STEPS:
+        if step in data and not isinstance(data[step], dict):
+            raise PipelineError(f"{step} must be a table of options ([{step}] followed by key = value lines), "
+                                f"got {_type_name(data[step])}", path=str(path))
     tables = {s: dict(data[s]) for s in STEPS if s in data}
     for item in sets:
         key, sep, value = item.partition("=")
@@ -83,7 +140,10 @@ def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str]
         tables.setdefault("convert", {})["inputs"] = [str(Path(p).resolve()) for p in inputs]
     if "convert" not in tables or not tables["convert"].get("inputs"):
         raise PipelineError("the recipe needs [convert] with inputs = [...] (or give --input)", path=str(path))
-    return Recipe(path, data.get("description", ""), data.get("output"), tables)
+    recipe = Recipe(path, data.get("description", ""), data.get("output"), tables)
+    if options is not None:
+        check_recipe(recipe, options)
+    return recipe
 
 
 def _parse_value(text: str):

@@ -84,12 +84,64 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise TrainingError("no such checkpoint", path=path) from None
-    except Exception as e:  # a damaged or foreign file
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainingError(f"not a readable checkpoint: {first_line}", path=path) from None
+    except IsADirectoryError:
+        raise TrainingError("is a folder, not a checkpoint file", path=path) from None
+    except MemoryError:
+        raise TrainingError("the checkpoint needs more memory than there is to load", path=path) from None
+    except Exception:  # noqa: BLE001  (damaged or foreign: torch's own text may advise unsafe loading, never shown)
+        raise TrainingError("not a sketchrnn checkpoint, or a damaged one: it cannot be read as plain tensors and "
+                            "numbers. Use a best.pt or latest.pt written by `sketchprep train`", path=path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError("not a sketchrnn checkpoint", path=path)
+        raise TrainingError("not a sketchrnn checkpoint (no 'format' entry). Use a best.pt or latest.pt written by "
+                            "`sketchprep train`", path=path)
+    check_checkpoint(ckpt, path)
     return ckpt
+
+
+# Largest sizes a checkpoint may ask for (a sketch-rnn uses 256-2048 units); `--set` can go past them for
+# a new run, but a file from elsewhere cannot make the model builder allocate more than this.
+CHECKPOINT_MAX = {"enc_rnn_size": 16384, "dec_rnn_size": 16384, "z_size": 16384, "num_mixture": 1024,
+                  "hyper_num_units": 16384, "hyper_embedding_size": 4096, "max_seq_len": 1_000_000}
+
+
+def check_checkpoint(ckpt: dict, path: str) -> None:
+    """Types and ranges of every entry a checkpoint is used for, and its hparams against its weights
+    (the model is built on the `meta` device, which allocates nothing), before any model is built."""
+    def bad(what: str):
+        return TrainingError(f"damaged checkpoint: {what}. Use a best.pt or latest.pt written by `sketchprep train`",
+                             path=path)
+
+    hparams = ckpt.get("hparams")
+    if not isinstance(hparams, dict):
+        raise bad("'hparams' is not a dict")
+    for name, limit in CHECKPOINT_MAX.items():
+        value = hparams.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise bad(f"hparam {name} = {value} is over the bound {limit}")
+    try:
+        hps = HParams.from_dict(hparams, source="checkpoint hparams")
+    except OptionError as e:
+        raise bad(str(e)) from None
+    weights = ckpt.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise bad("'model' is not a dict of tensors")
+    scale = ckpt.get("scale_factor")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+        raise bad(f"scale_factor {scale!r} is not a number > 0")
+    for name in ("max_len", "step"):
+        value = ckpt.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(f"{name} {value!r} is not an integer >= 0")
+    files = ckpt.get("data_files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise bad("data_files is not a list of file names")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SketchRNN(hps).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
+        raise bad(f"its weights do not match its hparams (first difference: {diff[0]})")
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:

@@ -13,6 +13,15 @@ def pipeline():
     """Recipes that rebuild a dataset end to end (see `pipeline run --help`)."""
 
 
+def _step_options() -> dict[str, set[str]]:
+    """step -> the option names of the command of that name, as a recipe writes them (`max_len`, `n`)."""
+    from ..pipeline import STEPS
+
+    return {step: {o.lstrip("-").replace("-", "_") for p in main.commands[step].params
+                   if isinstance(p, click.Option) for o in p.opts + p.secondary_opts}
+            for step in STEPS if step in main.commands}
+
+
 @pipeline.command("run")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -35,7 +44,7 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
     """
     from ..pipeline import REPORT_FILE, load_recipe, run
 
-    loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs))
+    loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs), options=_step_options())
     out = out_dir or loaded.output or os.path.join("out", loaded.path.stem)
 
     def show(result):
