@@ -1,7 +1,7 @@
 """Training speed of sketchrnn at the reference defaults, against a plain PyTorch port run in the same process.
 
     python benchmarks/train_speed.py [--data aaron_sheep.npz] [--steps 3] [--threads 2] [--cells lstm,layer_norm,hyper]
-                                     [--impls fused,loop,script,compile] [--device cpu|cuda]
+                                     [--impls fused,loop,compile] [--device cpu|cuda]
 
 Every configuration trains the reference default model (batch 100, enc 256, dec 512, z 128, M = 20,
 conditional) for `--warmup` + `--steps` steps on the same batches of aaron_sheep (lengths up to 250:
@@ -148,7 +148,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (compile runs here)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cells", default="lstm,layer_norm,hyper")
-    ap.add_argument("--impls", default="fused,loop,script,compile")
+    ap.add_argument("--impls", default="fused,loop,compile")
     ap.add_argument("--precisions", default="fp32,bf16", help="bf16 rows are measured for lstm only")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sample", type=int, default=100, help="drawings for the sampling rate (0: skip)")

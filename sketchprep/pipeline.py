@@ -15,7 +15,9 @@ epsilon = 2.0
 n = 36
 ```
 
-`run` executes the steps in order as `sketchprep` subprocesses into an output folder, skips a step
+`output` (the folder to write into) is relative to the recipe too. `run` executes the steps in order
+as `sketchprep` subprocesses into an output folder, reporting the running step's elapsed time and
+last log line while it works, skips a step
 whose command line, inputs and earlier outputs have not changed since its last success (a
 fingerprint of paths, sizes and modification times, kept in `<out>/.pipeline-state.json`), stops at
 the first failing step with its error, and writes `<out>/report.md`.
@@ -28,6 +30,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +149,16 @@ def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str]
     return recipe
 
 
+def output_dir(recipe: Recipe, out: str | os.PathLike | None = None) -> Path:
+    """Where a run writes: `out` (from the command line, relative to the working directory), else the
+    recipe's `output` (relative to the recipe, like every path in it), else out/<recipe name>."""
+    if out is not None:
+        return Path(out)
+    if recipe.output:
+        return recipe.path.parent / recipe.output
+    return Path("out") / recipe.path.stem
+
+
 def _parse_value(text: str):
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -224,7 +237,7 @@ def plan(recipe: Recipe, out: Path) -> list[Step]:
         steps.append(Step("render", cmds, produced, [grid.parent if by_word else grid], out / "render.txt", each))
     if "train" in t:
         opts = dict(t["train"])
-        if "preset" in opts:
+        if "preset" in opts and str(opts["preset"]).lower().endswith(".json"):   # else a preset's name
             opts["preset"] = str((here / opts["preset"]).resolve())
         run_dir = out / "run"
         # a step that runs again starts over (its inputs or options changed)
@@ -269,9 +282,11 @@ class StepResult:
     pictures: list[Path] = field(default_factory=list)
 
 
-def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=None) -> list[StepResult]:
+def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=None,
+        on_progress=None) -> list[StepResult]:
     """Run a recipe's steps in order into `out`; raises PipelineError at the first failing step
-    (after writing the report)."""
+    (after writing the report). `on_step(result)` after each step; `on_progress(name, seconds, line)`
+    about twice a second while a step runs, with its elapsed time and the last line it logged."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
@@ -286,7 +301,7 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
             result.pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
         else:
             state.pop(step.name, None)
-            result = _run_step(step)
+            result = _run_step(step, on_progress)
             result.pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
             if result.status == "ran":
                 state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
@@ -304,13 +319,14 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
     return results
 
 
-def _run_step(step: Step) -> StepResult:
+def _run_step(step: Step, on_progress=None) -> StepResult:
     start = time.perf_counter()
     outputs = []
     for cmd in _command_lines(step):
         if step.each:
             outputs.append(f"== {cmd[1]}\n")
-        proc = subprocess.run([sys.executable, "-m", "sketchprep", *cmd], capture_output=True, text=True)
+        proc = _run_command(cmd, lambda line: on_progress and on_progress(step.name, time.perf_counter() - start,
+                                                                          line))
         outputs.append(proc.stdout)
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
@@ -325,6 +341,35 @@ def _run_step(step: Step) -> StepResult:
         with atomic_output(step.stdout, "w") as f:
             f.write(text)
     return StepResult(step.name, "ran", time.perf_counter() - start, text, "", step.commands)
+
+
+def _run_command(cmd: list[str], tick) -> subprocess.CompletedProcess:
+    """`python -m sketchprep CMD`, its output captured; `tick(last stderr line)` every half second."""
+    proc = subprocess.Popen([sys.executable, "-m", "sketchprep", *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    out: list[str] = []
+    readers = [threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True),
+               threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
+    for r in readers:
+        r.start()
+    while True:
+        try:
+            proc.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            last = next((ln.strip() for ln in reversed(err) if ln.strip()), "")
+            tick(last)
+        except BaseException:       # Ctrl-C: the terminal sent it to the step too; give it time to save
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait()
+            raise
+    for r in readers:
+        r.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
 
 
 def _command_lines(step: Step) -> list[list[str]]:

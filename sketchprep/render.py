@@ -24,6 +24,8 @@ SUPERSAMPLE = 3      # PNG: draw at 3x and downsample, which anti-aliases Pillow
 INK = (0, 0, 0)
 PAPER = (255, 255, 255)
 LABEL_INK = (90, 90, 90)
+BORDER = (200, 200, 200)
+EMPTY_MARK = "empty"  # written in grey in the cell of a drawing with no point (a model that ended at once)
 
 
 @dataclass
@@ -102,7 +104,8 @@ def _line_width(cell: float) -> float:
     return max(1.0, cell / 80)
 
 
-def grid_svg(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None) -> str:
+def grid_svg(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None,
+             borders: bool = False) -> str:
     """The grid as an SVG document (absolute coordinates, one path per drawing or per stroke)."""
     lw = _line_width(grid.cell) if line_width is None else line_width
     w, h = grid.width, grid.height
@@ -119,6 +122,14 @@ def grid_svg(grid: Grid, color_by_stroke: bool = False, line_width: float | None
         else:
             out.append(f'<path d="{_path_data(c.strokes)}"/>')
     out.append("</g>")
+    if borders:
+        out.append('<g fill="none" stroke="#c8c8c8" stroke-width="1">')
+        out += [f'<rect x="{_num(c.x0 + 0.5)}" y="{_num(c.y0 + 0.5)}" width="{_num(grid.cell - 1)}" '
+                f'height="{_num(grid.cell - 1)}"/>' for c in grid.cells]
+        out.append("</g>")
+    out += [f'<text x="{_num(c.x0 + grid.cell / 2)}" y="{_num(c.y0 + grid.cell / 2)}" font-family="sans-serif" '
+            f'font-size="{_num(grid.cell / 8)}" fill="#a0a0a0" text-anchor="middle">{EMPTY_MARK}</text>'
+            for c in grid.cells if not c.strokes]
     if grid.label_height:
         size = grid.label_height * 0.75
         out.append(f'<g font-family="sans-serif" font-size="{_num(size)}" fill="#5a5a5a" text-anchor="middle">')
@@ -145,7 +156,7 @@ def _path_data(strokes: list[np.ndarray]) -> str:
     return " ".join(parts)
 
 
-def grid_png(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None):
+def grid_png(grid: Grid, color_by_stroke: bool = False, line_width: float | None = None, borders: bool = False):
     """The grid as a Pillow RGB image (anti-aliased by drawing at SUPERSAMPLE x and downsampling)."""
     from PIL import Image, ImageDraw
 
@@ -166,6 +177,13 @@ def grid_png(grid: Grid, color_by_stroke: bool = False, line_width: float | None
             for x, y in (q[0], q[-1]):
                 draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
     img = img.reduce(ss) if ss > 1 else img
+    draw = ImageDraw.Draw(img)
+    for c in grid.cells:
+        if borders:
+            draw.rectangle((c.x0, c.y0, c.x0 + grid.cell - 1, c.y0 + grid.cell - 1), outline=BORDER)
+        if not c.strokes:
+            draw.text((c.x0 + grid.cell / 2, c.y0 + grid.cell / 2), EMPTY_MARK, fill=BORDER,
+                      font=_font(max(8, round(grid.cell / 8))), anchor="mm")
     if grid.label_height:
         draw = ImageDraw.Draw(img)
         font = _font(round(grid.label_height * 0.75))
@@ -187,24 +205,25 @@ def _font(size: int):
 
 def save_grid(sketches: list[np.ndarray], path: str | os.PathLike, *, columns: int | None = None,
               cell: float = 128.0, color_by_stroke: bool = False, labels: list[str] | None = None,
-              line_width: float | None = None) -> None:
+              line_width: float | None = None, borders: bool = False) -> None:
     """Write a grid of stroke-3 sketches (each (n, 3), int or float) to `path`, atomically.
 
     The format follows the extension: `.svg` (plain text, no dependency) or `.png` (Pillow).
     `columns` defaults to a square-ish grid; `cell` is the side of each cell in pixels;
     `color_by_stroke` colours strokes from red (first) to violet (last); `labels` (one per sketch)
-    are written under the cells; `line_width` defaults to cell / 80 (at least 1 pixel).
+    are written under the cells; `line_width` defaults to cell / 80 (at least 1 pixel); `borders`
+    outlines every cell in grey. A drawing with no point gets a grey "empty" mark in its cell.
     """
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".svg", ".png"):
         raise OptionError(f"{path}: the output must end in .svg or .png")
     grid = layout_grid(list(sketches), columns, cell, labels)
     if ext == ".svg":
-        text = grid_svg(grid, color_by_stroke, line_width)
+        text = grid_svg(grid, color_by_stroke, line_width, borders)
         with atomic_output(path) as f:
             f.write(text.encode("utf-8"))
     else:
-        img = grid_png(grid, color_by_stroke, line_width)
+        img = grid_png(grid, color_by_stroke, line_width, borders)
         with atomic_output(path) as f:
             img.save(f, format="PNG")
 

@@ -271,6 +271,50 @@ def interpolate(run: Run, a: np.ndarray, b: np.ndarray, steps: int = 10, tempera
             for i in range(steps)]
 
 
+def count_empty(drawings: list[np.ndarray]) -> int:
+    """Drawings with no point: the model drew end-of-sketch at its first step."""
+    return sum(1 for d in drawings if len(d) == 0)
+
+
+def empty_note(drawings: list[np.ndarray]) -> str:
+    """'; 16 of 50 drawings are empty: ...' for a summary line ('' when none is)."""
+    n = count_empty(drawings)
+    if not n:
+        return ""
+    return (f"; {n} of {len(drawings)} drawings are empty (the model ended them at once; they are marked "
+            f"'empty' in a grid): try a lower temperature or a longer-trained model")
+
+
+def write_progress_grids(run: Run, folder: str | os.PathLike, step: int, n: int, fixed: list[np.ndarray],
+                         temperature: float = 0.4, seed: int = 0, per_drawing: int = 3) -> list[tuple[str, str]]:
+    """What the model draws now, for `train` at each evaluation: `n` samples (the same seed every time,
+    so the grids of successive steps compare) -> folder/step-NNNNNN.png; for a conditional model,
+    each `fixed` drawing followed by `per_drawing` reconstructions, one per row ->
+    folder/recon-NNNNNN.png. Returns (tag, path) pairs. The model is in eval mode meanwhile."""
+    from sketchprep.render import save_grid
+
+    os.makedirs(folder, exist_ok=True)
+    was_training = run.model.training
+    run.model.eval()
+    try:
+        written = []
+        drawings = sample(run, n, temperature, seed=seed)
+        path = os.path.join(folder, f"step-{step:06d}.png")
+        save_grid(drawings, path, cell=96.0, borders=True)
+        written.append(("samples", path))
+        fixed = [f for f in fixed if len(f)]
+        if run.hps.conditional and fixed:
+            cells = []
+            for i, drawing in enumerate(fixed):
+                cells += [drawing] + reconstruct(run, drawing, per_drawing, temperature, seed=seed + i)
+            path = os.path.join(folder, f"recon-{step:06d}.png")
+            save_grid(cells, path, columns=per_drawing + 1, cell=96.0, borders=True)
+            written.append(("reconstructions", path))
+        return written
+    finally:
+        run.model.train(was_training)
+
+
 def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
     """`[FILE.npz:]SPLIT:INDEX` -> (the stored stroke-3 drawing, a label). FILE defaults to `default_file`."""
     parts = spec.rsplit(":", 2)

@@ -3,10 +3,13 @@
 One step t (counted from 0, read before the update, as the reference):
   lr_t and kl_weight_t from their per-step schedules -> a batch (sketchrnn.data) -> cost -> backward
   -> every gradient element clipped to [-grad_clip, grad_clip] -> Adam.
-After the update of step t, when t > 0 and t % save_every == 0: the whole valid split is evaluated
-without dropout at the CURRENT KL weight (fix F.3: the reference's eval model keeps 0.01), recon and
-KL reported apart; an improvement saves best.pt and evaluates the test split; latest.pt is saved
-every time. A run that stops (max steps, early stopping, Ctrl-C) saves latest.pt first.
+Everything a user reads counts steps DONE (metrics rows, "best at step N", the checkpoint's step):
+after the update of step t, t + 1 steps are done. When that is a multiple of save_every, the whole
+valid split is evaluated without dropout at the CURRENT KL weight (fix F.3: the reference's eval model
+keeps 0.01), recon and KL reported apart; an improvement saves best.pt and evaluates the test split;
+latest.pt is saved every time, and a grid of samples goes to samples/step-NNNNNN.png. (The reference
+evaluates one update later, when its 0-based t is a multiple; the difference is one step.) A run that
+stops (max steps, --max-time, early stopping, a signal) evaluates and saves latest.pt first.
 
 Checkpoints are plain dicts (`torch.load(path, weights_only=True)` reads them) written to a temporary
 file and renamed: the weights (of the unwrapped, uncompiled module), the optimizer, the hparams, the
@@ -18,11 +21,12 @@ sketches of the step's shared permutation and DDP averages the gradients (NCCL o
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,14 +59,56 @@ class TrainResult:
     step: int                       # steps completed (the next step to run)
     best_valid_cost: float
     best_step: int | None
-    stopped: str                    # "max_steps", "num_steps", "early_stopping", "interrupted"
+    stopped: str                    # "max_steps", "num_steps", "max_time", "early_stopping", "interrupted"
     n_params: int
     history: list[dict] = field(default_factory=list)   # the metric rows written by this call
+    signal: int | None = None       # the signal that interrupted the run (SIGINT, SIGTERM)
+    seconds: float = 0.0            # wall-clock time of the call
 
 
 def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
     """A 64-bit seed for one random stream of one step of one process."""
     return int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1, np.uint64)[0])
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """'45m', '1h30m', '20s', '90' (seconds), '1.5h' -> seconds."""
+    t = str(text).strip().lower().replace(" ", "")
+    m = _DURATION.fullmatch(t)
+    if not t or not m or not any(m.groups()):
+        raise OptionError(f"--max-time {text!r}: expected a duration such as 45m, 1h30m, 20s or 90 (seconds)")
+    h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+    seconds = h * 3600 + mi * 60 + sec
+    if not seconds > 0:
+        raise OptionError(f"--max-time {text!r}: the duration must be > 0")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """1h 05m, 12m 30s, 45 s: for estimates."""
+    s = round(seconds)
+    if s >= 86400:
+        return f"{seconds / 86400:,.1f} days"
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{seconds:.0f} s"
+
+
+def data_fingerprint(paths: list[str]) -> list[dict]:
+    """Name, size and sha256 of each data file (a few ms per MB), so `--resume` sees a replaced file."""
+    out = []
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out.append({"file": os.path.basename(p), "size": os.path.getsize(p), "sha256": h.hexdigest()})
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -243,7 +289,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             # drop rows a killed run wrote after its last checkpoint: they will be written again
             kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) < resume_step]
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
             with atomic_output(self.path) as f:
                 f.write("".join(ln + "\n" for ln in kept).encode())
         elif self.path.exists():
@@ -251,7 +297,8 @@ class MetricsLog:
         self.file = open(self.path, "a")
         try:
             from torch.utils.tensorboard import SummaryWriter  # optional
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"),
+                                        purge_step=resume_step + 1 if resume_step is not None else None)
         except ImportError:
             self.writer = None
 
@@ -265,6 +312,14 @@ class MetricsLog:
             for key, value in row.items():
                 if key not in ("split", "step") and isinstance(value, (int, float)):
                     self.writer.add_scalar(f"{row['split']}/{key}", value, row["step"])
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        """A PNG (a grid of samples) as a TensorBoard image, when tensorboard is installed."""
+        if self.writer is not None:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                self.writer.add_image(tag, np.asarray(img.convert("RGB")), step, dataformats="HWC")
 
     def close(self) -> None:
         if self.enabled:
@@ -283,14 +338,18 @@ def flush_denormal_enabled() -> bool:
 
 
 def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, **options) -> TrainResult:
-    """Train sketch-rnn on `.npz` files into `out_dir` (best.pt, latest.pt, hparams.json, metrics.jsonl).
+    """Train sketch-rnn on `.npz` files into `out_dir` (best.pt, latest.pt, hparams.json, metrics.jsonl,
+    samples/).
 
     Options (keywords): resume: continue from out_dir/latest.pt (its hparams and data files;
-    `data_paths` may be empty); max_steps: stop when this many steps are done in total (default:
-    hps.num_steps); device ("auto"); rnn_impl ("auto", see SketchRNN.set_rnn_impl); patience: stop
-    after this many evaluations without a better valid cost (0: never); log_every (20); log: receives
-    one line per `log_every` steps and per evaluation; progress: called with 1 per step;
-    on_step(step, metrics): called after every update (tests use it to interrupt a run).
+    `data_paths` may be empty); allow_data_change: resume although a data file's content changed;
+    max_steps: stop when this many steps are done in total (default: hps.num_steps); max_seconds: stop
+    so that the run, its closing evaluation included, ends within this wall-clock budget; device
+    ("auto"); rnn_impl ("auto", see SketchRNN.set_rnn_impl); patience: stop after this many
+    evaluations without a better valid cost (0: never); samples: drawings in the grid written at
+    every evaluation (0: none); log_every (20); log: receives one line per `log_every` steps and per
+    evaluation; progress: called with 1 per step; on_step(step, metrics): called after every update
+    with the step's index and {"cost", "r_cost", "kl", "seconds"} (tests use it to interrupt a run).
 
     Subnormal floats are flushed to zero while it runs (subnormal gradients make the CPU backward
     ~10x slower, PERF.md) and the thread's previous setting is restored afterwards.
@@ -303,15 +362,63 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
         torch.set_flush_denormal(previous)
 
 
+SAMPLES_DIR = "samples"
+SAMPLE_TEMPERATURE = 0.4
+RECONSTRUCTED = 4       # fixed valid drawings reconstructed at every evaluation (conditional models)
+
+
+def _clear_samples(out: Path) -> None:
+    """A run that starts over leaves no grid of the previous run behind."""
+    folder = out / SAMPLES_DIR
+    if folder.is_dir():
+        for p in folder.glob("*-[0-9]*.png"):
+            p.unlink()
+
+
+def _fixed_drawings(data) -> list[np.ndarray]:
+    """A few valid drawings of varied length (the split is sorted by length), back in data units."""
+    valid = data.splits["valid"].strokes
+    picks = sorted({int(q * (len(valid) - 1)) for q in np.linspace(0.2, 0.8, RECONSTRUCTED)})
+    unit = np.array([data.scale_factor, data.scale_factor, 1.0], dtype=np.float32)
+    return [valid[i] * unit for i in picks]
+
+
+def _check_data_unchanged(ckpt: dict, paths: list[str], allow: bool) -> None:
+    saved = ckpt.get("data_fingerprint")
+    if not saved or allow:
+        return
+    now = data_fingerprint(paths)
+    for old, new, path in zip(saved, now, paths):
+        if old["sha256"] != new["sha256"]:
+            raise TrainingError(f"the data changed since the run was trained on it (size {old['size']:,} -> "
+                                f"{new['size']:,} bytes, another sha256). Train a new run with --overwrite or "
+                                f"another --out, or continue on the new data with --allow-data-change", path=path)
+
+
 def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, *, resume: bool = False,
-           max_steps: int | None = None, device: str = "auto", rnn_impl: str = "auto", patience: int = 0,
+           allow_data_change: bool = False, max_steps: int | None = None, max_seconds: float | None = None,
+           device: str = "auto", rnn_impl: str = "auto", patience: int = 0, samples: int = 16,
            log_every: int = 20, log: Callable[[str], None] | None = None,
            progress: Callable[[int], None] | None = None,
            on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    t_begin = time.monotonic()
     out = Path(out_dir)
     dist, dev = init_distributed(device)
     say = (log or (lambda s: None)) if dist.main else (lambda s: None)
+    stop_signal = _StopSignal()       # from here on, a signal stops the run cleanly
+    try:
+        return _train_run(data_paths, out, hps, dist, dev, say, stop_signal, t_begin, resume=resume,
+                          allow_data_change=allow_data_change, max_steps=max_steps, max_seconds=max_seconds,
+                          rnn_impl=rnn_impl, patience=patience, samples=samples, log_every=log_every,
+                          progress=progress, on_step=on_step)
+    finally:
+        stop_signal.restore()
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
+
+def _train_run(data_paths, out: Path, hps, dist: Dist, dev, say, stop_signal, t_begin, *, resume, allow_data_change,
+               max_steps, max_seconds, rnn_impl, patience, samples, log_every, progress, on_step) -> TrainResult:
     ckpt = None
     if resume:
         ckpt = load_checkpoint(out / LATEST)
@@ -321,7 +428,9 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
         if diff:
             raise OptionError(f"--resume continues with the checkpoint's hparams; these differ: {', '.join(diff)}")
         hps = saved
-        if data_paths and [os.path.basename(p) for p in data_paths] != [os.path.basename(p) for p in ckpt["data_files"]]:
+        # an imported model (`sketchprep import`) may have no data files: it resumes on the data given
+        if data_paths and ckpt["data_files"] and \
+                [os.path.basename(p) for p in data_paths] != [os.path.basename(p) for p in ckpt["data_files"]]:
             raise OptionError(f"--resume: the run was trained on {', '.join(ckpt['data_files'])}")
         data_paths = data_paths or ckpt["data_files"]
     elif hps is None:
@@ -329,11 +438,15 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
     if not data_paths:
         raise OptionError("give the .npz file(s) to train on")
     if not resume and (out / LATEST).exists():
-        raise OptionError(f"{out} already holds a run (latest.pt); continue it with --resume or choose another --out")
+        raise OptionError(f"{out} already holds a run (latest.pt): continue it with --resume, start over with "
+                          f"--overwrite, or choose another --out")
     hps = hps.replace(data_set=[os.path.basename(p) for p in data_paths])
     for p in data_paths:
         if not os.path.isfile(p):
             raise OptionError(f"no such data file: {p}")
+    if ckpt is not None:
+        _check_data_unchanged(ckpt, data_paths, allow_data_change)
+    fingerprint = data_fingerprint(data_paths)
 
     data = load_data([str(p) for p in data_paths], hps.max_seq_len,
                      scale_factor=ckpt["scale_factor"] if ckpt else None)
@@ -370,6 +483,8 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
 
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:
+            _clear_samples(out)
         with atomic_output(out / "hparams.json") as f:
             f.write(json.dumps(hps.to_dict(), indent=2).encode())
     metrics = MetricsLog(out, start if ckpt else None, dist.main)
@@ -379,48 +494,76 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
     say(f"model: {hps.enc_model}/{hps.dec_model}, enc {hps.enc_rnn_size}, dec {hps.dec_rnn_size}, z {hps.z_size}, "
         f"M {hps.num_mixture}, {'conditional' if hps.conditional else 'unconditional'}; {n_params:,} parameters; "
         f"device {dev}" + (f" x {dist.world} processes" if dist.world > 1 else "")
+        + (f", {torch.get_num_threads()} thread(s)" if dev.type == "cpu" else "")
         + (f"; resuming at step {start}" if ckpt else ""))
+    to_go = stop_at - start
+    why = "--max-steps" if max_steps is not None and max_steps < hps.num_steps else "num_steps"
+    say(f"plan: {to_go:,} steps (to step {stop_at:,}, {why})"
+        + (f" or {format_duration(max_seconds)} (--max-time), whichever comes first" if max_seconds else "")
+        + f"; an evaluation every {hps.save_every:,} steps"
+        + ("; that is the reference's 'keep large' num_steps: set --max-steps or --max-time, or stop with "
+           "Ctrl-C (latest.pt is saved)" if to_go >= 1_000_000 and not max_seconds else ""))
+    fixed = _fixed_drawings(data) if hps.conditional else []
 
     def checkpoint(step_done: int) -> dict:
         return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "hparams": hps.to_dict(), "scale_factor": data.scale_factor,
                 "max_len": data.max_len, "step": step_done, "best_valid_cost": best, "best_step": best_step,
                 "evals_since_best": since_best, "seed": hps.seed, "world_size": dist.world,
-                "data_files": [os.path.abspath(p) for p in data.files], "classes": data.classes,
-                "torch_version": str(torch.__version__)}
+                "data_files": [os.path.abspath(p) for p in data.files], "data_fingerprint": fingerprint,
+                "classes": data.classes, "torch_version": str(torch.__version__)}
 
-    def run_eval(step: int, kl_w: float) -> bool:
-        """Evaluate after step `step`; returns True when early stopping says stop."""
+    def write_samples(done: int) -> None:
+        if not samples or not dist.main:
+            return
+        from .sample import Run, write_progress_grids   # sample imports this module
+
+        run = Run(model, hps, data.scale_factor, data.max_len, list(data.files), done, str(out))
+        for tag, path in write_progress_grids(run, out / SAMPLES_DIR, done, samples, fixed, SAMPLE_TEMPERATURE,
+                                              hps.seed):
+            metrics.image(tag, path, done)
+
+    def run_eval(done: int, kl_w: float) -> bool:
+        """Evaluate after `done` steps; returns True when early stopping says stop."""
         nonlocal best, best_step, since_best
         t0 = time.perf_counter()
         v = evaluate(model, valid_batches, kl_w, dev, dist, hps.seed)
         improved = v["cost"] < best
         if improved:
-            best, best_step, since_best = v["cost"], step, 0
+            best, best_step, since_best = v["cost"], done, 0
         else:
             since_best += 1
-        metrics.write({"split": "valid", "step": step, "kl_weight": kl_w, **v, "best": best})
-        say(f"valid  step {step}: cost {v['cost']:.4f}  recon {v['r_cost']:.4f}  kl {v['kl']:.4f}  "
-            f"(best {best:.4f} at step {best_step}; {time.perf_counter() - t0:.1f} s)")
+        metrics.write({"split": "valid", "step": done, "kl_weight": kl_w, **v, "best": best})
         if improved:
             if dist.main:
-                save_checkpoint(out / BEST, checkpoint(step + 1))
+                save_checkpoint(out / BEST, checkpoint(done))
             tst = evaluate(model, test_batches, kl_w, dev, dist, hps.seed)
-            metrics.write({"split": "test", "step": step, "kl_weight": kl_w, **tst})
-            say(f"test   step {step}: cost {tst['cost']:.4f}  recon {tst['r_cost']:.4f}  kl {tst['kl']:.4f}")
+            metrics.write({"split": "test", "step": done, "kl_weight": kl_w, **tst})
         if dist.main:
-            save_checkpoint(out / LATEST, checkpoint(step + 1))
+            save_checkpoint(out / LATEST, checkpoint(done))
+        write_samples(done)
+        say(f"valid  step {done}: cost {v['cost']:.4f}  recon {v['r_cost']:.4f}  kl {v['kl']:.4f}  "
+            f"(best {best:.4f} at step {best_step}; {time.perf_counter() - t0:.1f} s)"
+            + (f"; test cost {tst['cost']:.4f}" if improved else ""))
+        eval_seconds[0] = time.perf_counter() - t0
         return patience > 0 and since_best >= patience
 
+    # the closing evaluation must fit in --max-time: until one is measured, guess it from the step time
+    # (a forward pass over the valid and test splits, a third of a training step per batch, plus sampling)
+    eval_seconds = [None]
+    n_eval_batches = 2 * math.ceil(len(data.splits["valid"]) / (hps.batch_size * dist.world))
+
     step = start
-    last_eval = None
+    last_eval = start if ckpt else None
     stopped = "max_steps" if stop_at < hps.num_steps else "num_steps"
     acc = np.zeros(6)
     t_interval = time.perf_counter()
+    step_s = None                      # moving average of a training step's seconds
+    estimated = False
     model.train()
-    stop_signal = _StopSignal()
     try:
         while step < stop_at:
+            t_step = time.perf_counter()
             lr, kl_w = lr_at(hps, step), kl_weight_at(hps, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -431,17 +574,25 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
             optimizer.zero_grad(set_to_none=True)
             losses.cost.backward()
             torch.nn.utils.clip_grad_value_(model.parameters(), hps.grad_clip)
-            # every process must agree on stopping (a signal reaches them at different moments)
-            bad, stop_now = dist.all_sum([0.0 if torch.isfinite(losses.cost) else 1.0,
-                                          1.0 if stop_signal.received else 0.0], dev)
+            # every process must agree on stopping (a signal or the clock reaches them at different moments)
+            elapsed = time.monotonic() - t_begin
+            step_guess = step_s if step_s is not None else time.perf_counter() - t_step
+            closing = eval_seconds[0] if eval_seconds[0] is not None else n_eval_batches * step_guess / 3 + 1.0
+            out_of_time = max_seconds is not None and elapsed + step_guess + closing >= max_seconds
+            bad, stop_now, time_up = dist.all_sum([0.0 if torch.isfinite(losses.cost) else 1.0,
+                                                   1.0 if stop_signal.received else 0.0,
+                                                   1.0 if out_of_time else 0.0], dev)
             if bad:
-                raise TrainingError(f"the loss is not finite at step {step}; the last checkpoint is "
-                                    f"{out / LATEST} (step {last_eval + 1 if last_eval is not None else start})",
+                raise TrainingError(f"the loss is not finite at step {step + 1}; the last checkpoint is "
+                                    f"{out / LATEST} (step {last_eval if last_eval is not None else start})",
                                     path=str(out))
             optimizer.step()
             row = [v.item() for v in (losses.cost, losses.r_cost, losses.kl, losses.offset, losses.pen)] + [1.0]
             acc += row
-            if (step + 1) % log_every == 0 or step + 1 == stop_at:
+            step += 1                  # steps done
+            seconds = time.perf_counter() - t_step
+            step_s = seconds if step_s is None else 0.9 * step_s + 0.1 * seconds
+            if step % log_every == 0 or step == stop_at:
                 dt = (time.perf_counter() - t_interval) / acc[5]
                 m = acc[:5] / acc[5]
                 metrics.write({"split": "train", "step": step, "lr": lr, "kl_weight": kl_w, "cost": m[0],
@@ -450,36 +601,41 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
                     f"kl {m[2]:.4f}  {dt:.3f} s/step")
                 acc[:] = 0
                 t_interval = time.perf_counter()
+                if not estimated and stop_at - step > 0:
+                    estimated = True
+                    say(f"estimate: {stop_at - step:,} steps to go x {dt:.3f} s/step = "
+                        f"{format_duration((stop_at - step) * dt)} plus evaluations"
+                        + (f" (--max-time stops it after {format_duration(max_seconds)})"
+                           if max_seconds and (stop_at - step) * dt > max_seconds else ""))
             early_stop = False
-            if step > 0 and step % hps.save_every == 0:
+            if step % hps.save_every == 0:
                 last_eval = step
                 early_stop = run_eval(step, kl_w)
                 t_interval = time.perf_counter()
-            step += 1
             if progress is not None:
                 progress(1)
             if on_step is not None:
-                on_step(step - 1, {"cost": row[0], "r_cost": row[1], "kl": row[2]})
+                on_step(step - 1, {"cost": row[0], "r_cost": row[1], "kl": row[2], "seconds": seconds})
             if early_stop:
                 stopped = "early_stopping"
                 break
             if stop_now:
                 stopped = "interrupted"
                 break
+            if time_up:
+                stopped = "max_time"
+                break
         if dist.world > 1:
             _check_replicas(model, dist, dev)
         if stopped == "interrupted":
-            if dist.main and step > start and last_eval != step - 1:
+            if dist.main and step > start and last_eval != step:
                 save_checkpoint(out / LATEST, checkpoint(step))
-            say(f"stopped by a signal after step {step - 1}; {out / LATEST} holds step {step}: continue with --resume")
-        elif last_eval != step - 1 and step > start:
-            run_eval(step - 1, kl_weight_at(hps, step - 1))
+        elif last_eval != step and step > start:
+            run_eval(step, kl_weight_at(hps, step - 1))
     finally:
-        stop_signal.restore()
         metrics.close()
-        if dist.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return TrainResult(str(out), step, best, best_step, stopped, n_params, metrics.rows)
+    return TrainResult(str(out), step, best, best_step, stopped, n_params, metrics.rows, stop_signal.signum,
+                       time.monotonic() - t_begin)
 
 
 def _check_replicas(model: SketchRNN, dist: Dist, device) -> None:
@@ -499,6 +655,7 @@ class _StopSignal:
 
     def __init__(self):
         self.received = False
+        self.signum: int | None = None
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
@@ -508,18 +665,8 @@ class _StopSignal:
         if self.received:
             raise KeyboardInterrupt
         self.received = True
+        self.signum = signum
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m sketchrnn.train ARGS` = `sketchprep train ARGS` (handy under torchrun)."""
-    from sketchprep.cli import main as cli_main
-
-    cli_main(["train", *(sys.argv[1:] if argv is None else argv)], prog_name="sketchprep")
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -60,24 +59,25 @@ def _assert_same_state(a, b):
 
 
 def test_a_crashed_run_resumes_exactly(data, tmp_path):
-    """Kill after step 7 (the last checkpoint holds step 7): resume gives the uninterrupted run's
+    """Kill after 8 steps (the last checkpoint holds 6): resume gives the uninterrupted run's
     weights, optimizer state and train metrics, bit for bit (recurrent dropout and augmentation on)."""
     hps = HParams(**TINY)
     full = train([data], tmp_path / "full", hps, max_steps=11, log_every=1)
 
     def crash(step, metrics):
-        if step == 8:
+        if step == 7:           # the index of the 8th step
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):
         train([data], tmp_path / "crash", hps, max_steps=11, log_every=1, on_step=crash)
-    assert _state(tmp_path / "crash")["step"] == 7        # saved after the evaluation at step 6
+    assert _state(tmp_path / "crash")["step"] == 6        # saved by the evaluation after 6 steps
     resumed = train([], tmp_path / "crash", None, resume=True, max_steps=11, log_every=1)
     _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "crash"))
     rows = lambda r: [(m["step"], m["cost"]) for m in r.history if m["split"] == "train"]  # noqa: E731
-    assert rows(resumed) == rows(full)[7:]
+    assert rows(resumed) == rows(full)[6:]
     lines = [json.loads(x) for x in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines if x["split"] == "train"] == list(range(11))   # no duplicated rows
+    assert [x["step"] for x in lines if x["split"] == "train"] == list(range(1, 12))   # no duplicated rows
+    assert [x["step"] for x in lines if x["split"] == "valid"] == [3, 6, 9, 11]
 
 
 def test_a_signal_saves_and_resume_continues_exactly(data, tmp_path):
@@ -109,7 +109,7 @@ def test_checkpoints_are_never_half_written(data, tmp_path, monkeypatch):
         train([], tmp_path / "run", None, resume=True, max_steps=8)
     assert (tmp_path / "run" / LATEST).read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "hparams.json", "latest.pt",
-                                                                    "metrics.jsonl"]
+                                                                    "metrics.jsonl", "samples"]
 
 
 def test_checkpoint_contents(data, tmp_path):
@@ -119,7 +119,8 @@ def test_checkpoint_contents(data, tmp_path):
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert ckpt["scale_factor"] == pytest.approx(load_data([data]).scale_factor)
     assert ckpt["hparams"]["data_set"] == ["tiny.npz"] and ckpt["data_files"] == [os.path.abspath(data)]
-    assert ckpt["step"] == 4 and ckpt["best_step"] == 3 == result.best_step
+    # steps are counted as steps done everywhere: best.pt of the evaluation after 3 or 4 steps says so
+    assert ckpt["step"] == ckpt["best_step"] == result.best_step in (3, 4)
     assert set(ckpt) >= {"model", "optimizer", "hparams", "scale_factor", "max_len", "step", "seed", "classes"}
     model = SketchRNN(HParams.from_dict(ckpt["hparams"]))
     model.load_state_dict(ckpt["model"])
@@ -130,11 +131,11 @@ def test_validation_uses_the_current_kl_weight(data, tmp_path):
     """Fix of REFERENCE F.3 (the reference's eval model keeps kl_weight_start): valid cost = recon +
     kl_weight_t * max(KL, kl_tolerance) with the step's annealed weight; recon and KL apart."""
     hps = HParams(**TINY, kl_decay_rate=0.5, kl_tolerance=0.0)
-    result = train([data], tmp_path / "run", hps, max_steps=4)
+    result = train([data], tmp_path / "run", hps, max_steps=3)
     valid = [r for r in result.history if r["split"] == "valid"]
     assert [r["step"] for r in valid] == [3]
     r = valid[0]
-    assert r["kl_weight"] == pytest.approx(kl_weight_at(hps, 3)) and r["kl_weight"] > 0.4
+    assert r["kl_weight"] == pytest.approx(kl_weight_at(hps, 2)) and r["kl_weight"] > 0.3   # of the 3rd update
     assert r["cost"] == pytest.approx(r["r_cost"] + r["kl_weight"] * r["kl"], rel=1e-6)
     assert [x["split"] for x in result.history].count("test") == 1     # test evaluated on improvement
 
@@ -158,13 +159,13 @@ def test_early_stopping(data, tmp_path):
 
 def test_a_non_finite_loss_stops_with_a_clear_error(data, tmp_path, monkeypatch):
     monkeypatch.setattr(model_module, "pen_loss", lambda logits, target: logits.sum(-1) * float("nan"))
-    with pytest.raises(TrainingError, match="the loss is not finite at step 0"):
+    with pytest.raises(TrainingError, match="the loss is not finite at step 1;"):
         train([data], tmp_path / "run", HParams(**TINY), max_steps=3)
 
 
 def test_run_folder_errors(data, tmp_path):
     train([data], tmp_path / "run", HParams(**TINY), max_steps=1)
-    with pytest.raises(OptionError, match="already holds a run"):
+    with pytest.raises(OptionError, match="already holds a run .*--resume.*--overwrite"):
         train([data], tmp_path / "run", HParams(**TINY), max_steps=1)
     with pytest.raises(OptionError, match="these differ: z_size"):
         train([], tmp_path / "run", HParams(**{**TINY, "z_size": 5}), resume=True, max_steps=2)
@@ -175,17 +176,13 @@ def test_run_folder_errors(data, tmp_path):
         train([small], tmp_path / "small_run", HParams(**TINY), max_steps=1)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_cpu_processes(data, tmp_path):
     """`torchrun --nproc_per_node=2 -m sketchprep train ...`: gloo on CPU, the replicas stay equal
-    (checked inside train), rank 0 writes the checkpoint."""
+    (checked inside train), rank 0 writes the checkpoint. --standalone lets torchrun bind a free port
+    itself: picking one here and passing it on raced with other tests and processes (a port free when
+    picked was taken when torchrun bound it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "sketchprep", "train", data, "--out", str(tmp_path / "ddp"), "--max-steps", "4", "--threads", "1",
            "--set", "enc_rnn_size=8", "--set", "dec_rnn_size=12", "--set", "z_size=4", "--set", "num_mixture=3",
            "--set", "batch_size=8", "--set", "save_every=2", "--quiet"]
@@ -210,7 +207,7 @@ def test_learning_for_real_on_aaron_sheep(tmp_path):
                       torch.device("cpu"))
     result = train([path], tmp_path / "run", hps, max_steps=300)
     valid = [r for r in result.history if r["split"] == "valid"]
-    assert [r["step"] for r in valid] == [100, 200, 299]
+    assert [r["step"] for r in valid] == [100, 200, 300]
     assert valid[-1]["r_cost"] < before["r_cost"] - 0.5, (before, valid)
     assert valid[-1]["r_cost"] < valid[0]["r_cost"]
 

@@ -2,81 +2,113 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
+import sys
 
 import click
 
-from ..errors import OptionError
 from .app import handle_errors, expand_data, need_torch, progress_bar, main
+
+
+def _list_presets(ctx, param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from sketchrnn.presets import describe_presets
+
+    for name, comment in describe_presets():
+        click.echo(f"{name}\n    {comment}")
+    ctx.exit()
 
 
 @main.command(context_settings={"show_default": True})
 @click.argument("data", nargs=-1, metavar="DATA.npz...")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder: best.pt, latest.pt, hparams.json, metrics.jsonl (and tensorboard/ when installed).")
-@click.option("--preset", type=click.Path(dir_okay=False), default=None,
-              help="JSON file of hparams (e.g. pipelines/presets/small_dataset.json), applied before --set.")
+@click.option("--preset", default=None, metavar="NAME|FILE.json",
+              help="Named hparams (tiny, cpu, small_dataset, reference: see --list-presets) or a JSON file of "
+                   "hparams; applied before --set.")
+@click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False, callback=_list_presets,
+              help="Show the named presets with their measured seconds per step, and exit.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override one hparam (repeatable), typed by its field: --set dec_model=layer_norm.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from latest.pt (its hparams and data).")
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
+@click.option("--allow-data-change", is_flag=True,
+              help="With --resume: continue although the data files differ from those the run was trained on.")
 @click.option("--max-steps", type=int, default=None, show_default="num_steps",
               help="Stop after this many steps in total (counting the steps of a resumed run).")
+@click.option("--max-time", default=None, metavar="DURATION",
+              help="Stop after this much wall-clock time (45m, 1h30m, 20s or seconds), with latest.pt saved.")
 @click.option("--patience", type=int, default=0,
               help="Early stopping: stop after this many evaluations without a better valid cost; 0 never stops.")
+@click.option("--samples", "n_samples", type=int, default=16,
+              help="Drawings in the grid written to OUT/samples/ at every evaluation; 0 writes none.")
 @click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
-@click.option("--rnn-impl", type=click.Choice(["auto", "fused", "loop", "script", "compile"]), default="auto",
+@click.option("--rnn-impl", type=click.Choice(["auto", "fast", "fused", "loop", "compile"]), default="auto",
               help="How the RNNs run (same results up to rounding): auto = PyTorch's fused LSTM kernel where the "
-                   "cell allows it (lstm without recurrent dropout), else a Python loop over the cell; script = "
-                   "that loop compiled by TorchScript; compile = the cell step compiled by torch.compile (1.1-1.5x "
-                   "faster for layer_norm and hyper on CPU, after up to a minute of compiling).")
-@click.option("--threads", type=int, default=None, show_default="torch's default",
-              help="CPU threads for torch.")
+                   "cell allows it (lstm without recurrent dropout), else a Python loop over the cell; compile = "
+                   "the cell step compiled by torch.compile (1.1-1.5x faster for layer_norm and hyper on CPU, "
+                   "after up to a minute of compiling).")
+@click.option("--threads", type=int, default=1,
+              help="CPU threads for torch. One is never much slower than more on a small or shared machine and "
+                   "often much faster (docs/training.md); 0 = torch's default (one per core).")
 @click.option("--log-every", type=int, default=20, help="Steps between log lines.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no log lines.")
 @handle_errors
-def train(data, out_dir, preset, sets, resume, overwrite, max_steps, patience, device, rnn_impl, threads, log_every,
-          quiet):
+def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max_steps, max_time, patience, n_samples,
+          device, rnn_impl, threads, log_every, quiet):
     """Train sketch-rnn on one or more .npz datasets (concatenated per split).
 
     \b
-    The model, its hparams (Magenta's defaults: enc 256, dec 512, z 128, 20 mixtures, batch 100,
-    recurrent dropout keep 0.9, augmentation) and the loop follow Magenta's sketch-rnn; see the
-    README's Training section for every hparam and for what differs from the reference. Every
-    save_every steps (an hparam, default 500) the whole valid split is evaluated; the best model
-    goes to best.pt, the newest to latest.pt. Ctrl-C saves latest.pt and stops; --resume continues
-    exactly where the run stopped. Several processes: torchrun --nproc_per_node=N -m sketchprep train ...
+    Start with a preset: tiny (a smoke run in seconds), cpu (a model
+    that learns in about an hour on a laptop CPU), small_dataset, or
+    reference (Magenta's defaults, also what runs without --preset:
+    10,000,000 steps, so give --max-steps or --max-time). Every
+    save_every steps (an hparam) the whole valid split is evaluated:
+    the best model goes to best.pt, the newest to latest.pt, and a grid
+    of samples to OUT/samples/step-NNNNNN.png. Ctrl-C or SIGTERM saves
+    latest.pt and exits 130 / 143; --resume continues exactly where the
+    run stopped. Several processes: torchrun --nproc_per_node=N -m
+    sketchprep train ... See docs/training.md.
 
     \b
     Examples:
-      sketchprep train aaron_sheep.npz --out runs/sheep
-      sketchprep train aaron_sheep.npz --out runs/sheep_ln --preset pipelines/presets/small_dataset.json
-      sketchprep train cat.npz dog.npz --out runs/pets --set dec_rnn_size=1024 --set num_mixture=30
+      sketchprep train sample.npz --out runs/smoke --preset tiny
+      sketchprep train aaron_sheep.npz --out runs/sheep --preset cpu --max-time 1h
+      sketchprep train sheep.npz --out ln --preset small_dataset --max-time 8h
+      sketchprep train cat.npz dog.npz --out pets --preset cpu --set z_size=128
       sketchprep train --out runs/sheep --resume --max-steps 20000
     """
     need_torch()
+    import signal
+
     import torch
 
     from sketchrnn.model import HParams
-    from sketchrnn.train import train as run_train
+    from sketchrnn.presets import read_preset
+    from sketchrnn.train import parse_duration, train as run_train
 
     data = expand_data(data)
-    if threads is not None:
-        if threads < 1:
-            raise click.UsageError("--threads must be >= 1")
+    if threads < 0:
+        raise click.UsageError("--threads must be >= 0 (0: torch's default)")
+    if threads:
         torch.set_num_threads(threads)
     if log_every < 1:
         raise click.UsageError("--log-every must be >= 1")
+    if n_samples < 0:
+        raise click.UsageError("--samples must be >= 0")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    if allow_data_change and not resume:
+        raise click.UsageError("--allow-data-change goes with --resume")
+    max_seconds = parse_duration(max_time) if max_time is not None else None
     hps = None
     if preset or sets:
         if resume:
             raise click.UsageError("--resume continues with the run's own hparams: drop --preset and --set")
         hps = HParams()
         if preset:
-            hps = HParams.from_dict(_read_preset(preset), source=preset)
+            hps = HParams.from_dict(read_preset(preset), source=f"--preset {preset}")
         hps = hps.with_overrides(list(sets))
     if overwrite:
         import contextlib
@@ -91,14 +123,29 @@ def train(data, out_dir, preset, sets, resume, overwrite, max_steps, patience, d
     with progress_bar(quiet, total=bar_total, unit=" steps", desc="train") as bar:
         if log is not None and not bar.disable:
             log = bar.write
-        result = run_train(data, out_dir, hps, resume=resume, max_steps=max_steps, device=device, rnn_impl=rnn_impl,
-                           patience=patience, log_every=log_every, log=log, progress=bar.update)
+
+        def show_speed(step, info):
+            bar.set_postfix_str(f"{info['seconds']:.2f} s/step", refresh=False)
+
+        result = run_train(data, out_dir, hps, resume=resume, allow_data_change=allow_data_change,
+                           max_steps=max_steps, max_seconds=max_seconds, device=device, rnn_impl=rnn_impl,
+                           patience=patience, samples=n_samples, log_every=log_every, log=log, progress=bar.update,
+                           on_step=None if bar.disable else show_speed)
     if worker:
+        if result.stopped == "interrupted":
+            sys.exit(128 + (result.signal or signal.SIGINT))
         return
     best = f"best valid cost {result.best_valid_cost:.4f} at step {result.best_step}" \
         if result.best_step is not None else "no evaluation yet"
-    click.echo(f"{result.out_dir}: {result.step} steps ({result.stopped.replace('_', ' ')}); {best}; "
-               f"{result.n_params:,} parameters")
+    click.echo(f"{result.out_dir}: {result.step} steps in {result.seconds:.0f} s "
+               f"({result.stopped.replace('_', ' ')}); {best}; {result.n_params:,} parameters")
+    if result.stopped == "interrupted":
+        signum = result.signal or signal.SIGINT
+        latest = os.path.join(out_dir, "latest.pt")
+        where = (f"{latest} holds step {result.step}; continue with: sketchprep train --out {out_dir} --resume"
+                 if os.path.exists(latest) else "no checkpoint was saved (no step was done)")
+        click.echo(f"Interrupted by {signal.Signals(signum).name}: {where}", err=True)
+        sys.exit(128 + signum)
 
 
 _TEMPERATURE_HELP = ("Sampling temperature tau: pi and the pen state from softmax(logits / tau); sigma x tau "
@@ -136,7 +183,7 @@ def _write_drawings(run, drawings, output, columns, labels, meta) -> None:
         meta = {"kind": "sketchrnn samples", "run": run.path, "step": run.step, **meta}
         save_dataset(output, {"train": [], "valid": [], "test": drawings}, meta=meta)
     elif ext in (".svg", ".png"):
-        save_grid(drawings, output, columns=columns, labels=labels)
+        save_grid(drawings, output, columns=columns, labels=labels, borders=True)
     else:
         raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
 
@@ -155,7 +202,6 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
            columns):
     """Draw new sketches with a trained model (RUN: a `train --out` folder or a .pt checkpoint).
 
-    \b
     z ~ N(0, I) for a conditional model (or the decoder alone for an unconditional one), decoded in
     one batch until every drawing ends. Offsets are in the dataset's pixels (the scale factor is
     stored in the checkpoint). Temperature: the reference code's form, see --temperature.
@@ -167,7 +213,7 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
       sketchprep sample runs/sheep/latest.pt -o sheep.npz -n 1000 --seed 1
     """
     need_torch()
-    from sketchrnn.sample import load_run, read_drawing, reconstruct, sample as run_sample
+    from sketchrnn.sample import empty_note, load_run, read_drawing, reconstruct, sample as run_sample
 
     if count < 1:
         raise click.UsageError("-n must be >= 1")
@@ -184,9 +230,11 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
     _write_drawings(run, drawings, output, columns, labels,
                     {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
                      "reconstruct": condition})
-    lengths = [len(d) for d in drawings]
-    click.echo(f"wrote {output}: {len(drawings)} drawings ({min(lengths)}-{max(lengths)} points) from "
-               f"{run.path} (step {run.step})")
+    made = drawings[1:] if labels else drawings     # not the original of --reconstruct
+    lengths = [len(d) for d in made]
+    click.echo(f"wrote {output}: {len(drawings)} drawings ({min(lengths)}-{max(lengths)} points"
+               + (", the first is the original" if labels else "") + f") from {run.path} (step {run.step})"
+               + empty_note(made))
 
 
 @main.command(context_settings={"show_default": True})
@@ -204,7 +252,6 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
                 sampled_z, checkpoint, device, columns):
     """Morph one drawing into another: encode A and B, interpolate their latent codes, decode each.
 
-    \b
     A and B are [FILE.npz:]SPLIT:INDEX (FILE defaults to the run's first dataset). The codes are the
     encoder's mu (deterministic; --sampled-z draws mu + sigma*eps as the reference notebook does),
     interpolated by slerp (lerp when the codes are parallel) and decoded with the same seed at every
@@ -213,10 +260,10 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     \b
     Examples:
       sketchprep interpolate runs/sheep test:3 test:40 -o morph.svg
-      sketchprep interpolate runs/sheep test:3 valid:7 -o morph.png --steps 8 --temperature 0.2 --show-inputs
+      sketchprep interpolate runs/sheep test:3 valid:7 -o m.png --show-inputs
     """
     need_torch()
-    from sketchrnn.sample import interpolate as run_interpolate, load_run, read_drawing
+    from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_drawing
 
     _check_drawings_output(output)
     run = load_run(run_path, device, checkpoint)
@@ -225,23 +272,40 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     drawings = run_interpolate(run, a, b, steps, temperature, greedy, seed, "lerp" if lerp else "slerp", sampled_z,
                                sigma_form)
     labels = None
+    made = drawings
     if show_inputs and not output.lower().endswith(".npz"):
         drawings = [a] + drawings + [b]
         labels = [label_a] + [""] * steps + [label_b]
     _write_drawings(run, drawings, output, columns or len(drawings), labels,
                     {"a": label_a, "b": label_b, "steps": steps, "temperature": temperature, "greedy": greedy,
                      "seed": seed, "interpolation": "lerp" if lerp else "slerp"})
-    click.echo(f"wrote {output}: {steps} drawings from {label_a} to {label_b} ({run.path}, step {run.step})")
+    inputs = " (the two inputs at the ends and " + f"{steps} decoded between)" if labels else ""
+    click.echo(f"wrote {output}: {len(drawings)} drawings{inputs} from {label_a} to {label_b} ({run.path}, "
+               f"step {run.step})" + empty_note(made))
 
 
-def _read_preset(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-    except OSError as e:
-        raise OptionError(f"--preset {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise OptionError(f"--preset {path}: not JSON ({e})") from None
-    if not isinstance(values, dict):
-        raise OptionError(f"--preset {path}: expected a JSON object of hparam: value")
-    return {k: v for k, v in values.items() if not k.startswith("_")}  # "_comment" keys are notes
+@main.command(context_settings={"show_default": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
+@click.option("-o", "--output", default=None, help="Picture to write (.png, .svg or .pdf).  [default: RUN/curves.png]")
+@click.option("--title", default=None, help="A title above the curves.")
+@handle_errors
+def plot(run_path, output, title):
+    """Draw a training run's loss curves from its metrics.jsonl (needs matplotlib: the plot extra).
+
+    \b
+    Top: reconstruction cost, train (per logged interval) and valid (per
+    evaluation), the best valid cost marked. Bottom: KL, train and valid,
+    and the annealed KL weight. Works while the run is still training.
+
+    \b
+    Examples:
+      sketchprep plot runs/sheep
+      sketchprep plot runs/sheep -o curves.svg --title "aaron_sheep, cpu preset"
+    """
+    from ..curves import plot_curves
+
+    if output is None:
+        output = os.path.join(run_path if os.path.isdir(run_path) else os.path.dirname(run_path), "curves.png")
+    result = plot_curves(run_path, output, title)
+    best = f"; best valid cost {result.best_cost:.4f} at step {result.best_step}" if result.best_step else ""
+    click.echo(f"wrote {output}: {result.train_points} train and {result.valid_points} valid points{best}")

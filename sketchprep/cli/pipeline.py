@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 
 import click
 
@@ -25,7 +27,8 @@ def _step_options() -> dict[str, set[str]]:
 @pipeline.command("run")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder.  [default: the recipe's `output`, else out/<recipe name>]")
+              help="Output folder.  [default: the recipe's `output` (relative to the recipe), else "
+                   "out/<recipe name>]")
 @click.option("--input", "inputs", multiple=True, help="Use these inputs instead of the recipe's (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="STEP.OPTION=VALUE",
               help="Override one option of one step, e.g. --set convert.epsilon=1.5 (repeatable).")
@@ -34,7 +37,8 @@ def _step_options() -> dict[str, set[str]]:
 def pipeline_run(recipe, out_dir, inputs, sets, force):
     """Run a recipe's steps (convert, validate, stats, render, train, sample) in order into an output
     folder, skipping steps whose command, inputs and earlier outputs are unchanged since their last
-    success; stop at the first failing step; write OUT/report.md.
+    success; stop at the first failing step; write OUT/report.md. While a step runs, a line shows
+    its name, elapsed time and last log line (the train step's loss and s/step).
 
     \b
     Examples:
@@ -42,14 +46,24 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
       sketchprep pipeline run pipelines/svg-folder.toml --input drawings/
       sketchprep pipeline run pipelines/quickdraw.toml --set convert.epsilon=1.5
     """
-    from ..pipeline import REPORT_FILE, load_recipe, run
+    from ..pipeline import REPORT_FILE, load_recipe, output_dir, run
 
     loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs), options=_step_options())
-    out = out_dir or loaded.output or os.path.join("out", loaded.path.stem)
+    out = str(output_dir(loaded, out_dir))
+    live = sys.stderr.isatty()
+    started = set()
+
+    def ticking(name, seconds, line):
+        if live:   # one line, rewritten in place
+            width = shutil.get_terminal_size().columns - 1
+            click.echo(f"\r\033[K{f'{name:<9} running  {seconds:6.1f} s  {line}'[:width]}", err=True, nl=False)
+        elif name not in started:
+            started.add(name)
+            click.echo(f"{name:<9} running ...", err=True)
 
     def show(result):
-        click.echo(f"{result.name:<9} {result.status:<8} {result.seconds:6.1f} s"
+        click.echo(("\r\033[K" if live else "") + f"{result.name:<9} {result.status:<8} {result.seconds:6.1f} s"
                    + (f"  {result.error}" if result.error else ""), err=True)
 
-    run(loaded, out, force=force, on_step=show)
+    run(loaded, out, force=force, on_step=show, on_progress=ticking)
     click.echo(f"report: {os.path.join(out, REPORT_FILE)}")
