@@ -926,11 +926,13 @@ def nothing_kept_message(report: ConvertReport, n_files: int) -> str:
         fix = "Raise --max-len, or add --fit to simplify long drawings further"
     elif top in ("other_word", "unrecognized"):
         fix = "Check --word and --recognized-only"
-    elif top in ("malformed_json", "unreadable_file"):
+    elif top in BAD_INPUT_REASONS:
         fix = ("Check that the input is Quick, Draw! ndjson (UTF-8 text, one JSON drawing per line), "
                "a Quick, Draw! .bin file or SVG line art")
     else:
-        fix = "See the reasons above; `sketchprep stats INPUT` shows what each drawing turns into"
+        fix = "`sketchprep stats INPUT` shows what each drawing turns into"
+    if set(reasons) == {"unreadable_file"}:
+        return f"could not read {files}{first}; nothing was written. {fix}"
     return f"read {report.read} drawing{'s' * (report.read != 1)} from {files} and kept none: {why}{first}; " \
            f"nothing was written. {fix}"
 
@@ -959,7 +961,7 @@ def word_filenames(words: list[str]) -> dict[str, str]:
     order = sorted(words, key=lambda w: (plain[w] != w, w))
     for word in order:
         stem = plain[word]
-        if stem != word or stem.casefold() in taken:
+        if not stem or stem != word or stem.casefold() in taken:
             digest = hashlib.sha256(word.encode("utf-8", "surrogatepass")).hexdigest()
             size = 8
             stem = f"{_clean_stem(word) or 'unnamed'}-{digest[:size]}"

@@ -41,7 +41,7 @@ def test_steps_run_then_skip_then_rerun_on_change(tmp_path):
     time.sleep(0.01)
     data.write_text("\n".join(many_lines(300)))  # the input changed: the step runs again
     third = run_pipeline(recipe, "--out", out)
-    assert "convert   ran" in third.output and "train 270" in (out / "convert.txt").read_text()
+    assert "convert   ran" in third.output and "train 280" in (out / "convert.txt").read_text()
     changed = run_pipeline(recipe, "--out", out, "--set", "convert.epsilon=3")  # an option changed
     assert "convert   ran" in changed.output
     assert "convert   ran" in run_pipeline(recipe, "--out", out, "--set", "convert.epsilon=3", "--force").output
@@ -53,7 +53,7 @@ def test_failing_step_stops_with_its_message(tmp_path):
     recipe = write_recipe(tmp_path, f'[convert]\ninputs = ["{data.name}"]\nsplit = "70000/2500/2500"\n')
     result = CliRunner().invoke(main, ["pipeline", "run", str(recipe), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1
-    assert "Error: step 'convert' failed: " in result.output and "only 50 were kept" in result.output
+    assert "Error: step 'convert' failed: " in result.output and "asks for 2500 valid + 2500 test" in result.output
     assert "**Error:**" in (tmp_path / "o" / "report.md").read_text()
     assert json.loads((tmp_path / "o" / ".pipeline-state.json").read_text()) == {}
 

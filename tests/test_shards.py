@@ -64,8 +64,9 @@ def test_merge_by_word_and_resplit(tmp_path, inputs):
     shards = [tmp_path / f"s{i}.npz" for i in range(2)]
     for i, s in enumerate(shards):
         run("convert", *inputs, s, "--shard", f"{i}/2", "-q")
-    run("convert", *inputs, "--by-word", tmp_path / "one", "-q")
-    assert run("merge", *shards, "--by-word", tmp_path / "two", "-q").exit_code == 0
+    # the sample's words have ~35 drawings each: --multiple 1 gives every one of them all three splits
+    assert run("convert", *inputs, "--by-word", tmp_path / "one", "-q", "--multiple", "1").exit_code == 0
+    assert run("merge", *shards, "--by-word", tmp_path / "two", "-q", "--multiple", "1").exit_code == 0
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and "cat.npz" in names
     for name in names:
@@ -87,7 +88,7 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, inputs):
     twice = CliRunner().invoke(main, ["merge", str(s0), str(s0), str(tmp_path / "m.npz")])
     assert twice.exit_code == 2 and "both shard 0/2" in twice.output
     not_shard = tmp_path / "plain.npz"
-    run("convert", SAMPLE, not_shard, "-q")
+    assert run("convert", SAMPLE, not_shard, "-q", "--multiple", "1").exit_code == 0
     bad = CliRunner().invoke(main, ["merge", str(not_shard), str(tmp_path / "m.npz")])
     assert bad.exit_code == 1 and "not a sketchprep shard file" in bad.output
     assert CliRunner().invoke(main, ["convert", str(SAMPLE), str(s0), "--shard", "2/2"]).exit_code == 2

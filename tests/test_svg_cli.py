@@ -93,8 +93,8 @@ def test_workers_give_the_same_file(tmp_path):
     for i in range(40):  # more than one unit of work
         write(folder / "cat" / f"extra{i}.svg", f'<rect x="{i}" y="5" width="30" height="{5 + i}" stroke="black"/>')
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    assert run("convert", folder, one, "--workers", "1", "-q").exit_code == 0
-    assert run("convert", folder, two, "--workers", "2", "-q").exit_code == 0
+    assert run("convert", folder, one, "--workers", "1", "-q", "--multiple", "1").exit_code == 0
+    assert run("convert", folder, two, "--workers", "2", "-q", "--multiple", "1").exit_code == 0
     a, b = load_dataset(one), load_dataset(two)
     for split in ("train", "valid", "test"):
         assert a.ids[split].tolist() == b.ids[split].tolist()

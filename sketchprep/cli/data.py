@@ -164,6 +164,10 @@ def _print_outputs(collected, outputs, as_json: bool, quiet: bool) -> None:
         click.echo(_summary(collected, outputs))
 
 
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _summary(collected, outputs) -> str:
     report = collected.report
     lines = [f"read {report.read} drawings from {len(collected.files)} file(s)"]
@@ -183,7 +187,7 @@ def _summary(collected, outputs) -> str:
     renamed = outputs[0][2].get("renamed_words", {}) if outputs else {}
     if renamed:
         lines.append(f"{len(renamed)} word(s) written under another file name (also in each file's meta):")
-        lines += [f"  {word!r} -> {name}" for word, name in sorted(renamed.items())]
+        lines += [f"  {_short(repr(word))} -> {name}" for word, name in sorted(renamed.items())]
     if report.fitted:
         lines.append(f"fitted {report.fitted} long drawing(s) under --max-len with a larger epsilon")
     if dropped:

@@ -113,9 +113,12 @@ def stats(ctx, inputs, epsilon, distance, max_len, size, fit, as_json, plot, qui
       sketchprep stats sample.npz --json --plot stats.png
       sketchprep stats sketchprep/data/quickdraw_sample --epsilon 1.0
     """
+    from ..outputs import check_output
     from ..stats import dataset_stats, format_table, input_stats, npz_input, plot_stats
 
     opts = _convert_options(ctx, inputs, epsilon, distance, max_len, size, fit)
+    if plot:
+        check_output(plot, inputs, read_suffixes=(".svg",), option="--plot")
     path = npz_input(list(inputs))
     if path is not None:
         result = dataset_stats(path)
@@ -179,9 +182,11 @@ def render(ctx, inputs, output, split, count, seed, indices, columns, cell, colo
       sketchprep render sample.npz -o some.png --index 0,5,7
       sketchprep render cactus.ndjson -o rdp.png -n 8 --compare 4
     """
+    from ..outputs import check_output
     from ..render import render_grid
 
     opts = _convert_options(ctx, inputs, epsilon, distance, max_len, size, fit)
+    check_output(output, inputs, read_suffixes=(".svg",), option="-o")
     with progress_bar(quiet, unit=" drawings", desc="render") as bar:
         result = render_grid(list(inputs), output, split=split, n=count, seed=seed, indices=_index_list(indices) or None,
                              compare=compare, opts=opts, columns=columns, cell=cell, color_by_stroke=color_by_stroke,
