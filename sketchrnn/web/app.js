@@ -14,7 +14,8 @@
   var tempOut = document.getElementById('temperature-value');
   var SIZE = canvas.width;                 // drawing coordinates: canvas pixels (512 x 512)
   var STEPS_PER_FRAME = 3;
-  var page = window.sketchPage = {state: 'loading', userStrokes: [], modelRows: [], runs: 0, error: null};
+  var page = window.sketchPage = {state: 'loading', userStrokes: [], modelRows: [], modelLines: 0, runs: 0,
+                                   error: null};
   var model = null;
   var current = null;                      // the stroke being drawn: [[x, y], ...]
   var job = 0;                             // bumps to cancel the model's drawing in progress
@@ -82,6 +83,7 @@
     var my = ++job;
     redrawUser();
     page.modelRows = [];
+    page.modelLines = 0;
     page.state = 'drawing';
     page.runs++;
     var temperature = parseFloat(tempInput.value);
@@ -103,7 +105,7 @@
             return;
           }
           var next = [pos[0] + pt[0], pos[1] + pt[1]];
-          if (penDown) line(pos, next, '#d33');
+          if (penDown) { line(pos, next, '#d33'); page.modelLines++; }
           pos = next;
           penDown = pt[2] === 1;
           page.modelRows.push(pt);
@@ -150,6 +152,7 @@
     job++;
     page.userStrokes = [];
     page.modelRows = [];
+    page.modelLines = 0;
     page.state = 'ready';
     redrawUser();
     setStatus('Cleared. Draw something.');

@@ -50,6 +50,6 @@ const magenta = new ms.SketchRNN('unused');
 magenta.instantiateFromJSON(modelJSON[0], modelJSON[1], modelJSON[2]);
 out.magenta = run(magenta);
 out.backend = tf.getBackend();
-const Lite = require(litePath);
+const Lite = require(path.resolve(litePath));
 out.lite = run(new Lite(modelJSON));
 process.stdout.write(JSON.stringify(out));
