@@ -6,6 +6,10 @@ rebuild arrays (`_reconstruct`, `ndarray`, `dtype`, `scalar`, `_codecs.encode`).
 refused with `UnsafeFileError` before any of its code could run. Python-2 pickles (the published
 datasets) are read with `encoding='latin1'`, exactly like the reference loader.
 
+Reading is also bounded: only the format's keys are decompressed, each member's size is checked in the
+zip directory and its `.npy` header before it is read, and every array a pickle builds must hold exactly
+the elements its state declares before numpy allocates it (see `read_npz` and `docs/limits.md`).
+
 Writing goes through `sketchprep.outputs.atomic_output` (a temporary file in the output's folder,
 then a rename): a killed run leaves the previous file intact and never a partial one.
 """
@@ -22,6 +26,11 @@ import numpy as np
 
 from .errors import DatasetFormatError, OptionError, UnsafeFileError
 from .outputs import atomic_output
+
+try:
+    from numpy._core.multiarray import scalar as _np_scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import scalar as _np_scalar
 
 SPLITS = ("train", "valid", "test")
 
@@ -142,11 +151,22 @@ def _unwrap(x):
     return x
 
 
+class _NdarrayName:
+    """What `numpy.ndarray` means inside a pickle: only an argument of `_reconstruct`. Calling the real
+    class from a pickle (REDUCE, NEWOBJ) would allocate whatever shape the pickle names."""
+
+    def __call__(self, *args, **kwargs):
+        raise _Refused("refusing to call numpy.ndarray directly: only numpy's own array pickles are read")
+
+
+_NDARRAY = _NdarrayName()
+
+
 def _reconstruct(subtype, shape, dtype_code):
     """numpy's `_reconstruct`, which pickles call to make an empty array before filling it in."""
-    if subtype is not np.ndarray:
+    if subtype is not _NDARRAY:
         raise _Refused(f"refusing to build a {getattr(subtype, '__name__', subtype)!r}: "
-                                     "only plain numpy arrays may be unpickled")
+                       "only plain numpy arrays may be unpickled")
     if not isinstance(shape, tuple) or _count(shape) != 0:
         raise _BadArray(f"array template of shape {shape!r} (numpy writes (0,))")
     return _ArrayBuilder()
@@ -162,15 +182,33 @@ class _Refused(pickle.UnpicklingError):
     """A pickle that asks for something other than numpy arrays (never a damaged one)."""
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
+def _scalar(dtype, *args):
+    """numpy's `scalar`: a scalar from its dtype and bytes (checked: a dtype cannot ask for more bytes than given)."""
+    dtype = _check_dtype(dtype, "a scalar")
+    if not dtype.hasobject and not (len(args) == 1 and isinstance(args[0], (bytes, str))
+                                    and len(args[0]) == dtype.itemsize):
+        raise _BadArray(f"a {dtype} scalar without its {dtype.itemsize} bytes")
+    return _np_scalar(dtype, *args)
+
+
+def _refuse_buffers(self):
+    raise _Refused("refusing protocol-5 buffers: numpy's .npy pickles never use them")
+
+
+class _NumpyOnlyUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler (2-3x slower on the published files): its memo is a dict, where the C
+    unpickler grows a list to the largest index a pickle names (13 bytes asking for index 2**27 cost 2 GB)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # noqa: RUF012  (the class-level opcode table pickle looks up)
+    for _op in (pickle.BYTEARRAY8, pickle.NEXT_BUFFER, pickle.READONLY_BUFFER):
+        dispatch[_op[0]] = _refuse_buffers  # BYTEARRAY8 allocates the length it names before reading
+    del _op
+
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise _Refused(f"refusing to load {module}.{name}: only numpy arrays may be unpickled")
-        if name == "_reconstruct":
-            return _reconstruct
-        if name == "encode":
-            return _encode
-        return super().find_class(module, name)
+        return {"_reconstruct": _reconstruct, "encode": _encode, "scalar": _scalar, "ndarray": _NDARRAY,
+                "dtype": np.dtype}[name]
 
     def persistent_load(self, pid):
         raise _Refused("refusing a persistent id: only numpy arrays may be unpickled")

@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import __version__
-from .convert import Collected, ConvertOptions, ConvertReport, Kept, MAX_PROBLEMS_KEPT
+from .convert import MAX_PROBLEMS_KEPT, Collected, ConvertOptions, ConvertReport, Kept
 from .dataset import atomic_output, read_npz, write_npz
 from .errors import DatasetFormatError, OptionError, SketchprepError
 from .sources import Problem

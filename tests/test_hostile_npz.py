@@ -18,8 +18,8 @@ import zlib
 
 import numpy as np
 import pytest
-
 from hostile import ROOT, run_case
+
 from sketchprep.dataset import sketch_array, write_npz
 
 # ---------------------------------------------------------------------------------------------------
@@ -79,6 +79,13 @@ class Payload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+class DirectNdarray:
+    """Calls numpy.ndarray itself (an allowed name) to allocate 2**28 objects."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((2**28,), "O"))
 
 
 class Codec:
@@ -231,6 +238,18 @@ def test_object_arrays_that_declare_more_than_they_hold(tmp_path):
     run_case(tmp_path, ["stats", "subarray.npz"], message="sub-array", max_mb=300)
 
 
+def test_pickle_opcodes_that_allocate_what_they_name(tmp_path):
+    # the C unpickler grows its memo list to the largest index named: these 13 bytes cost it 2 GB
+    dataset(tmp_path / "memo.npz", train=npy_header("|O", (1,)) + b"\x80\x02N" + b"r" + (2**27).to_bytes(4, "little") + b".")
+    run_case(tmp_path, ["stats", "memo.npz"], message="member holds a NoneType, not an array", max_mb=300)
+    # BYTEARRAY8 allocates the length it names before reading it
+    dataset(tmp_path / "ba8.npz", train=npy_header("|O", (1,)) + b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b".")
+    run_case(tmp_path, ["stats", "ba8.npz"], message="refusing protocol-5 buffers", max_mb=300)
+    dataset(tmp_path / "direct.npz", train=pickled_member(DirectNdarray()))
+    run_case(tmp_path, ["render", "direct.npz", "-o", "g.svg"], message="refusing to call numpy.ndarray directly",
+             max_mb=300)
+
+
 def test_damaged_members(tmp_path):
     dataset(tmp_path / "big.npz", train=npy_header("<i2", (10**12, 3)) + b"\0" * 12)
     run_case(tmp_path, ["stats", "big.npz"], message="the header declares (1000000000000, 3)", max_mb=300)
@@ -270,7 +289,7 @@ def test_stdout_closed_by_head_exits_quietly(tmp_path):
     dataset(tmp_path / "x.npz")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(f"{sys.executable} -m sketchprep stats x.npz --json | head -1", shell=True, cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=30)
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
     assert proc.stdout.strip() == "{" and proc.stderr == "", proc.stderr
 
 
