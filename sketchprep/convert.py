@@ -17,6 +17,7 @@ import glob
 import math
 import os
 import sys
+import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, asdict
@@ -27,7 +28,8 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, OptionError, TooFewDrawingsError
-from .simplify import DISTANCES, resample_simplify_flat, simplify_flat
+from .limits import Limits
+from .simplify import DISTANCES, resample_simplify_flat, resampled_counts, simplify_flat
 from .sources import KIND_RAW, KIND_SIMPLIFIED, Problem, SourceBatch
 from .sources import ndjson as ndjson_source
 from .sources import quickdraw_bin as bin_source
@@ -44,7 +46,8 @@ MAX_PROBLEMS_KEPT = 100  # examples of bad input named in the report (all are co
 
 # Drop reasons that mean "this input is broken" (fatal with --strict); the others are dataset policy.
 BAD_INPUT_REASONS = ("malformed_json", "bad_drawing", "empty_drawing", "non_finite", "absurd_coordinate",
-                     "offset_overflow", "unreadable_file", "no_geometry", "unsafe_xml")
+                     "offset_overflow", "unreadable_file", "no_geometry", "unsafe_xml", "bad_word",
+                     "line_too_long", "too_many_points", "too_large")
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ConvertOptions:
     workers: int = 1                # worker processes
     resample_spacing: float = 1.0   # Quick, Draw! raw: resampling step in output units (Google: 1 px); SVG: curve step
     include_fills: bool = False     # SVG: also keep the outlines of fill-only shapes
+    limits: Limits = field(default_factory=Limits)  # resource bounds of the readers (--limit NAME=VALUE)
 
     def __post_init__(self):
         if self.epsilon < 0:
@@ -99,6 +103,7 @@ class ConvertOptions:
         d = dict(d)
         d["split"] = tuple(d["split"])
         d["words"] = frozenset(d["words"]) if d.get("words") else None
+        d["limits"] = Limits.from_json(d.get("limits"))
         return cls(**d)
 
 
@@ -156,7 +161,8 @@ def _is_drawing_file(path: str) -> bool:
 def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False) -> Iterator[tuple]:
     """Units of work: ("ndjson_range", path, input_index, start, end, first_line or None),
     ("ndjson", path, input_index, first_line, blob of lines, bytes),
-    ("bin", path, input_index, first_record, data, truncated, bytes) and ("svg", [(input_index, path), ...], bytes)."""
+    ("bin", path, input_index, first_record, data, truncated, bytes), ("svg", [(input_index, path), ...], bytes)
+    and ("problem", path, input_index, reason, message) for a whole file that cannot be read."""
     svg_files: list[tuple[int, str]] = []
     line_counts: dict[int, int] = {}
     for index, path in enumerate(files):
@@ -168,30 +174,39 @@ def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False)
                         yield ("bin", path, index, first, data, truncated, nbytes - done)
                         done = nbytes
             except OSError as e:
-                raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
+                yield ("problem", path, index, "unreadable_file", f"cannot read: {e.strerror or e}")
         elif ndjson_source.is_ndjson(path) and path != "-" and not path.endswith(".gz"):
             # a plain file: workers read their own chunk (the main process only finds the line boundaries);
             # line numbers follow from the line counts that come back with the results, in order
             try:
+                with open(path, "rb") as f:
+                    why = ndjson_source.sniff(f.read(ndjson_source.SNIFF_BYTES))
+                if why:
+                    yield ("problem", path, index, "unreadable_file", why)
+                    continue
                 for start, end in ndjson_source.byte_ranges(path):
                     first = None
                     if absolute_lines:  # shards must number lines they never process
-                        blob = ndjson_source.read_range(path, start, end)
+                        blob = ndjson_source.read_range(path, start, end, opts.limits.line_bytes)
                         first, line_counts[index] = line_counts.get(index, 1), \
                             line_counts.get(index, 1) + ndjson_source.count_lines(blob)
                     yield ("ndjson_range", path, index, start, end, first)
             except OSError as e:
-                raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
+                yield ("problem", path, index, "unreadable_file", f"cannot read: {e.strerror or e}")
         elif ndjson_source.is_ndjson(path):
             try:
                 stream = ndjson_source.open_lines(path)
             except OSError as e:
-                raise InputError(f"cannot open: {e.strerror or e}", path=path) from None
+                yield ("problem", path, index, "unreadable_file", f"cannot open: {e.strerror or e}")
+                continue
             try:
-                for first, blob, nbytes in ndjson_source.iter_line_chunks(stream):
+                for first, blob, nbytes in ndjson_source.iter_line_chunks(stream, max_line=opts.limits.line_bytes):
                     yield ("ndjson", path, index, first, blob, nbytes)
-            except (OSError, EOFError) as e:  # e.g. a truncated .gz
-                raise InputError(f"cannot read: {e}", path=path) from None
+            except ndjson_source.NotJsonLines as e:
+                yield ("problem", path, index, "unreadable_file", str(e))
+            except (OSError, EOFError, zlib.error) as e:  # e.g. a truncated or corrupt .gz: the lines before count
+                yield ("problem", path, index, "unreadable_file", f"cannot read to the end (the lines before were "
+                                                                  f"read): {e}")
             finally:
                 if stream is not sys.stdin.buffer:
                     stream.close()
@@ -212,12 +227,13 @@ def _read_task(task: tuple, opts: ConvertOptions) -> SourceBatch:
     kind = task[0]
     if kind == "ndjson":
         _, path, index, first, blob, _ = task
-        return ndjson_source.parse_lines(blob, path, first, index, opts.words, opts.recognized_only)
+        return ndjson_source.parse_lines(blob, path, first, index, opts.words, opts.recognized_only,
+                                         opts.limits.line_bytes)
     if kind == "bin":
         _, path, index, first, data, truncated, _ = task
         return bin_source.parse_records(data, path, first, index, truncated, opts.words, opts.recognized_only)
     if kind == "svg":
-        return svg_source.read_files(task[1], opts.size, opts.include_fills, opts.resample_spacing)
+        return svg_source.read_files(task[1], opts.size, opts.include_fills, opts.resample_spacing, opts.limits)
     raise ValueError(f"unknown task kind {kind!r}")
 
 
@@ -315,11 +331,15 @@ class ChunkResult:
 
 def process_task(task: tuple, opts: ConvertOptions) -> ChunkResult:
     """Read one unit of work and run every per-drawing step on it."""
+    if task[0] == "problem":  # a whole file that cannot be read as drawings
+        _, path, index, reason, message = task
+        return ChunkResult(Kept.empty(), Counter({reason: 1}), [Problem(reason, path, None, message)], Counter(), 1,
+                           source_counts={index: [1, 0]})
     if task[0] == "ndjson_range":
         _, path, index, start, end, first = task
-        blob = ndjson_source.read_range(path, start, end)
+        blob = ndjson_source.read_range(path, start, end, opts.limits.line_bytes)
         result = process_batch(ndjson_source.parse_lines(blob, path, first or 1, index, opts.words,
-                                                         opts.recognized_only), opts)
+                                                         opts.recognized_only, opts.limits.line_bytes), opts)
         if first is None:  # lines numbered from 1 within the chunk: `collect` shifts them, in order
             result.relative_to, result.lines = index, ndjson_source.count_lines(blob)
         return result
@@ -328,6 +348,7 @@ def process_task(task: tuple, opts: ConvertOptions) -> ChunkResult:
 
 def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
     """normalise -> resample -> RDP -> quantise -> length filter, for every drawing of the batch."""
+    batch = _enforce_limits(batch, opts)
     dropped: Counter = Counter()
     problems = list(batch.problems)
     for p in batch.problems:
@@ -349,7 +370,7 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
         dropped["too_long"] += n_too_long
     for d in np.flatnonzero(s3.overflow):
         dropped["offset_overflow"] += 1
-        problems.append(Problem("offset_overflow", *_where(batch, d), "an offset does not fit in int16 (use a smaller --size)"))
+        problems.append(Problem("offset_overflow", *_where(batch, d), _overflow_message(kinds[d], opts)))
     keep = np.flatnonzero(ok)
     kept_lengths = lengths[keep]
     rows = s3.rows[_ranges(s3.row_offsets[keep], kept_lengths)]
@@ -361,9 +382,58 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
     return ChunkResult(kept, dropped, problems, batch.filtered, batch.read, fitted, source_counts)
 
 
+def _overflow_message(kind: int, opts: ConvertOptions) -> str:
+    """What can make an offset fit in int16 for this drawing."""
+    if opts.size == 0:
+        return "an offset does not fit in int16 at --size 0 (source units); give a --size, e.g. 255, to scale drawings"
+    if kind == KIND_SIMPLIFIED and opts.size == QUICKDRAW_SIZE:
+        return ("an offset does not fit in int16: this simplified [x, y] drawing is not in Google's 0-255 box, "
+                "where --size 255 takes it as it is (a broken record?); any other --size rescales it")
+    return "an offset does not fit in int16 (use a smaller --size)"
+
+
+def _enforce_limits(batch: SourceBatch, opts: ConvertOptions) -> SourceBatch:
+    """Drop (and report as `too_many_points`) the drawings that would have more points than the limits
+    allow once resampled: raw drawings' counts come from their arc length in the --size frame, before
+    any point is made; other drawings' from the points they have."""
+    flat, limits = batch.flat, opts.limits
+    if not flat.n_drawings:
+        return batch
+    per_stroke = np.diff(flat.stroke_offsets)
+    if (per_stroke.max() <= limits.points_per_stroke and len(flat.points) <= limits.points_per_drawing
+            and not (batch.kinds == KIND_RAW).any()):
+        return batch  # nothing to compute: no drawing can be over (the usual case for simplified data)
+    counts = per_stroke.astype(np.float64)
+    raw = batch.kinds == KIND_RAW
+    if raw.any():
+        raw_strokes = np.repeat(raw, np.diff(flat.drawing_offsets))
+        counts[raw_strokes] = resampled_counts(flat if raw.all() else flat.select(np.flatnonzero(raw)),
+                                               opts.resample_spacing, opts.size)
+    starts = flat.drawing_offsets[:-1]
+    longest = np.maximum.reduceat(counts, starts)
+    total = np.add.reduceat(counts, starts)
+    over = ~((longest <= limits.points_per_stroke) & (total <= limits.points_per_drawing))  # NaN is over
+    if not over.any():
+        return batch
+    problems = list(batch.problems)
+    for d in np.flatnonzero(over):
+        made = "would have" if raw[d] else "has"
+        if not longest[d] <= limits.points_per_stroke:
+            what = (f"a stroke {made} {longest[d]:,.0f} points after resampling, over the bound of "
+                    f"{limits.points_per_stroke:,} (raise it with --limit points-per-stroke=N)")
+        else:
+            what = (f"the drawing {made} {total[d]:,.0f} points after resampling, over the bound of "
+                    f"{limits.points_per_drawing:,} (raise it with --limit points-per-drawing=N)")
+        problems.append(Problem("too_many_points", *_where(batch, d), what))
+    problems.sort(key=lambda p: p.line if p.line is not None else 0)
+    kept = ndjson_source.select(batch, np.flatnonzero(~over))
+    kept.problems = problems
+    return kept
+
+
 def _where(batch: SourceBatch, d: int) -> tuple[str, int | None]:
     index, position = int(batch.order[d] >> 32), int(batch.order[d] & 0xFFFFFFFF)
-    return batch.paths.get(index, batch.ids[d]), position
+    return batch.paths.get(index, batch.ids[d]), position or None  # SVG files are position 0: no line
 
 
 def _source_counts(batch: SourceBatch, keep: np.ndarray) -> dict:

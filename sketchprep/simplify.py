@@ -166,6 +166,34 @@ def resample_simplify_flat(flat: FlatDrawings, spacing: float, epsilon: float, d
                         _offsets(np.frombuffer(counts, dtype=np.int64)), flat.drawing_offsets)
 
 
+def stroke_lengths(flat: FlatDrawings) -> np.ndarray:
+    """(S,) float64 arc length of every stroke."""
+    pts = np.ascontiguousarray(flat.points, dtype=np.float64).reshape(-1, 2)
+    offs = np.ascontiguousarray(flat.stroke_offsets, dtype=np.int64)
+    if _c_kernel is not None:
+        out = np.zeros(max(len(offs) - 1, 0), dtype=np.float64)
+        _c_kernel.stroke_lengths(pts, offs, out)
+        return out
+    if len(offs) < 2 or not len(pts):
+        return np.zeros(max(len(offs) - 1, 0))
+    seg = np.zeros(len(pts))
+    seg[1:] = np.hypot(*np.diff(pts, axis=0).T)  # seg[i]: from point i - 1 to point i
+    seg[offs[:-1][offs[:-1] < len(pts)]] = 0.0   # no segment into the first point of a stroke
+    return np.add.reduceat(seg, np.minimum(offs[:-1], len(pts) - 1))  # (strokes are never empty)
+
+
+def resampled_counts(flat: FlatDrawings, spacing: float, size: float | None = None) -> np.ndarray:
+    """(S,) float64 upper bound of the points `resample_flat(normalize_flat(flat, size), spacing)` makes
+    per stroke (no normalising when `size` is None), from arc lengths alone: nothing is resampled."""
+    lengths = stroke_lengths(flat)
+    if size is not None and flat.n_drawings:
+        t = normalization(flat, size)
+        with np.errstate(all="ignore"):
+            lengths = lengths * np.repeat(t[:, 2] / t[:, 3], np.diff(flat.drawing_offsets))
+    with np.errstate(all="ignore"):
+        return np.floor(lengths / spacing) + 2
+
+
 def _resample_numpy(pts: np.ndarray, offs: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
     """The C resampler's result, one stroke at a time (a vectorised cumulative sum over the whole batch
     would round differently from stroke to stroke)."""

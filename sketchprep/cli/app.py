@@ -160,3 +160,23 @@ def expand_data(paths) -> list[str]:
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def limit_option(fn, expose: bool = True, prefix: str = ""):
+    """`--limit NAME=VALUE` (repeatable) -> a `sketchprep.limits.Limits` parameter named `limits` (or,
+    with expose=False, in `ctx.meta["limits"]`)."""
+    def parse(ctx, param, values):
+        from ..errors import OptionError
+        from ..limits import parse_limits
+
+        try:
+            ctx.meta["limits"] = parse_limits(values)
+        except OptionError as e:
+            raise click.BadParameter(e.message) from None
+        return ctx.meta["limits"]
+
+    return click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE", callback=parse,
+                        expose_value=expose,
+                        help=(prefix + "raise" if prefix else "Raise") + " a bound on what one input may cost: "
+                        "points-per-stroke, points-per-drawing, line-bytes or svg-cost (repeatable; see docs/limits.md)."
+                        )(fn)

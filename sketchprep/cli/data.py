@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .app import command_line, default_workers, handle_errors, progress_bar, main
+from .app import command_line, default_workers, handle_errors, limit_option, progress_bar, main
 
 
 @main.command(context_settings={"show_default": True})
@@ -38,11 +38,12 @@ from .app import command_line, default_workers, handle_errors, progress_bar, mai
 @click.option("--shard", default=None, metavar="I/N",
               help="Process only shard I of N (0-based) and write a shard file to OUT; combine with `merge`.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad drawing or file with exit 1; write nothing.")
+@limit_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only,
-            include_fills, by_word, workers, shard, strict, as_json, quiet):
+            include_fills, by_word, workers, shard, strict, limits, as_json, quiet):
     """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin, or .bin; .svg line art, one
     drawing per file, its folder's name as its class; folders are searched recursively) into a sketch-rnn
     .npz with train/valid/test splits.
@@ -84,7 +85,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     opts = ConvertOptions(epsilon=epsilon, distance=distance, max_len=max_len, fit=fit, size=size,
                           split=parse_split(split_text), multiple=multiple, seed=seed,
                           words=frozenset(words) if words else None, recognized_only=recognized_only,
-                          strict=strict, workers=workers, include_fills=include_fills)
+                          strict=strict, workers=workers, include_fills=include_fills, limits=limits)
     shard_spec = parse_shard(shard) if shard else None
     _check_outputs(args, out, None if shard_spec else by_word)
     with sigterm_raises():

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .app import default_workers, handle_errors, progress_bar, main
+from .app import default_workers, handle_errors, limit_option, progress_bar, main
 
 
 @main.command(context_settings={"show_default": True})
@@ -61,6 +61,7 @@ def _raw_input_options(fn):
         click.option("--size", type=click.FloatRange(min=0), default=255.0,
                      help="Raw inputs: larger extent of each drawing after normalising, as in convert."),
         click.option("--fit", is_flag=True, help="Raw inputs: re-simplify too-long sketches, as convert --fit."),
+        lambda f: limit_option(f, expose=False, prefix="Raw inputs: "),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -73,12 +74,13 @@ def _convert_options(ctx, inputs, epsilon, distance, max_len, size, fit):
     from ..stats import npz_input
 
     if npz_input(list(inputs)) is not None:
-        given = [p for p in ("epsilon", "distance", "max_len", "size", "fit")
+        given = [p for p in ("epsilon", "distance", "max_len", "size", "fit", "limits")
                  if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
-            raise click.UsageError(f"--{given[0].replace('_', '-')} applies to raw inputs (.ndjson, .svg), not to a .npz")
+            name = "limit" if given[0] == "limits" else given[0].replace("_", "-")
+            raise click.UsageError(f"--{name} applies to raw inputs (.ndjson, .svg), not to a .npz")
     return ConvertOptions(epsilon=epsilon, distance=distance, max_len=max_len, size=size, fit=fit,
-                          workers=_inspect_workers(inputs))
+                          workers=_inspect_workers(inputs), limits=ctx.meta["limits"])
 
 
 def _inspect_workers(inputs) -> int:

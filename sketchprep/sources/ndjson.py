@@ -57,23 +57,120 @@ def open_lines(path: str) -> BinaryIO:
 
 
 CHUNK_BYTES = 1 << 20
+PIECE_BYTES = 1 << 20  # how much is read at a time while finishing or skipping a line
+BOM = b"\xef\xbb\xbf"
+# What a line over the length bound becomes in a chunk (one line, not JSON): the reader never holds
+# the line, and the parser reports it as `line_too_long` with its line number.
+TOO_LONG_MARK = b"\x00sketchprep:line_too_long:"
 
 
-def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes, int]]:
-    """Yield (first line number (1-based), whole lines of about `chunk_bytes` as one bytes object, its size).
+class _LineCap:
+    """Passes whole lines through and replaces each line longer than `max_line` bytes by a
+    `TOO_LONG_MARK` line, holding at most `max_line` bytes of an unfinished line (the rest of a long
+    line is read and dropped piece by piece)."""
+
+    def __init__(self, max_line: int):
+        self.max_line = max_line
+        self.out: list[bytes] = []
+        self.partial: list[bytes] = []
+        self.partial_len = 0
+        self.skipped = -1  # bytes of the line being skipped so far; -1: not skipping
+
+    def feed(self, piece: bytes) -> None:
+        if self.skipped >= 0:
+            nl = piece.find(b"\n")
+            if nl < 0:
+                self.skipped += len(piece)
+                return
+            self._end_skip(self.skipped + nl)
+            piece = piece[nl + 1:]
+        last = piece.rfind(b"\n")
+        if last < 0:
+            self._add_partial(piece)
+            return
+        head, tail = piece[:last + 1], piece[last + 1:]
+        if self.partial_len + len(head) > self.max_line + 1 and self._longest(head) > self.max_line:
+            lines = (b"".join(self.partial) + head).split(b"\n")[:-1]
+            head = b"".join(self._mark(len(line)) if len(line) > self.max_line else line + b"\n" for line in lines)
+            self.partial, self.partial_len = [], 0
+        self.out += self.partial
+        self.out.append(head)
+        self.partial, self.partial_len = [], 0
+        if tail:
+            self._add_partial(tail)
+
+    def _longest(self, head: bytes) -> int:
+        ends = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
+        lengths = np.diff(ends, prepend=-1) - 1
+        lengths[0] += self.partial_len
+        return int(lengths.max())
+
+    def _add_partial(self, piece: bytes) -> None:
+        self.partial.append(piece)
+        self.partial_len += len(piece)
+        if self.partial_len > self.max_line:
+            self.skipped = self.partial_len
+            self.partial, self.partial_len = [], 0
+
+    def _end_skip(self, length: int) -> None:
+        self.out.append(self._mark(length))
+        self.skipped = -1
+
+    def _mark(self, length: int) -> bytes:
+        return TOO_LONG_MARK + str(length).encode() + b"\n"
+
+    def finish(self) -> None:
+        if self.skipped >= 0:
+            self.out.append(self._mark(self.skipped)[:-1])  # the file's last line had no newline
+            self.skipped = -1
+        self.out += self.partial
+        self.partial, self.partial_len = [], 0
+
+    def take(self) -> bytes:
+        blob = b"".join(self.out)
+        self.out = []
+        return blob
+
+
+def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
+                     max_line: int = 16 * 2**20) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (first line number (1-based), whole lines of about `chunk_bytes` as one bytes object,
+    bytes read for it).
 
     One bytes object per chunk is cheap to hand to a worker process (no Python object per line), and
     the chunks depend only on the stream's content, so every run (and every shard) cuts them alike.
+    A line longer than `max_line` bytes is never held: it becomes a `TOO_LONG_MARK` line. A UTF-8
+    byte order mark at the start of the stream is dropped.
     """
     first = 1
+    cap = _LineCap(max_line)
+    start = True
     while True:
         blob = stream.read(chunk_bytes)
         if not blob:
+            cap.finish()
+            rest = cap.take()
+            if rest:
+                yield first, rest, 0
             return
-        if not blob.endswith(b"\n"):
-            blob += stream.readline()  # finish the last line
-        yield first, blob, len(blob)
-        first += count_lines(blob)
+        nbytes = len(blob)
+        if start:
+            why = sniff(blob[:SNIFF_BYTES])
+            if why:
+                raise NotJsonLines(why)
+            blob, start = blob.removeprefix(BOM), False
+        cap.feed(blob)
+        while not blob.endswith(b"\n"):  # finish the last line, a piece at a time
+            blob = stream.readline(PIECE_BYTES)
+            if not blob:
+                cap.finish()
+                break
+            nbytes += len(blob)
+            cap.feed(blob)
+        blob = cap.take()
+        if blob:
+            yield first, blob, nbytes
+            first += count_lines(blob)
 
 
 def byte_ranges(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
@@ -87,16 +184,67 @@ def byte_ranges(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int
             if end < size:
                 f.seek(end - 1)
                 if f.read(1) != b"\n":
-                    f.readline()  # finish the line the boundary falls in
-                    end = f.tell()
+                    end = _next_line_start(f, chunk_bytes)  # finish the line the boundary falls in
             yield start, end
             start = end
 
 
-def read_range(path: str, start: int, end: int) -> bytes:
+def _next_line_start(f: BinaryIO, chunk_bytes: int) -> int:
+    """The offset after the next newline (or the end of the file), read in pieces, not as one line."""
+    while True:
+        piece = f.read(min(chunk_bytes, PIECE_BYTES))
+        if not piece:
+            return f.tell()
+        nl = piece.find(b"\n")
+        if nl >= 0:
+            return f.tell() - len(piece) + nl + 1
+
+
+def read_range(path: str, start: int, end: int, max_line: int = 16 * 2**20) -> bytes:
+    """The lines of `byte_ranges`' range [start, end), as `iter_line_chunks` gives them."""
     with open(path, "rb") as f:
         f.seek(start)
-        return f.read(end - start)
+        if end - start <= max_line:  # no line in it can be too long: the usual case
+            blob = f.read(end - start)
+            return blob.removeprefix(BOM) if start == 0 else blob
+        cap = _LineCap(max_line)
+        left, first_piece = end - start, start == 0
+        while left > 0:
+            piece = f.read(min(left, PIECE_BYTES))
+            if not piece:
+                break
+            left -= len(piece)
+            if first_piece:
+                piece, first_piece = piece.removeprefix(BOM), False
+            cap.feed(piece)
+        cap.finish()
+        return cap.take()
+
+
+SNIFF_BYTES = 4096
+
+
+class NotJsonLines(Exception):
+    """A whole file that is not UTF-8 JSON lines (UTF-16, binary data, ...); the message says what it is."""
+
+
+def sniff(head: bytes) -> str | None:
+    """Why a file whose first bytes are `head` is not UTF-8 JSON lines at all (None: it may be)."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "file is UTF-32, not UTF-8 JSON lines; convert it to UTF-8 (e.g. iconv -f UTF-32 -t UTF-8)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 4 and (head[1:4:2] == b"\x00\x00"
+                                                                          or head[0:4:2] == b"\x00\x00")):
+        return "file is UTF-16, not UTF-8 JSON lines; convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
+    if b"\x00" in head:
+        return "file is binary data, not UTF-8 JSON lines (NUL bytes in its first bytes)"
+    text = head.removeprefix(BOM)
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(text) - 4:  # not just a character cut at the end of `head`
+            return (f"file is not UTF-8 text (byte {e.start} is not UTF-8); JSON lines must be UTF-8: "
+                    "convert it (e.g. iconv -f LATIN1 -t UTF-8)")
+    return None
 
 
 def count_lines(blob: bytes) -> int:
@@ -112,7 +260,8 @@ def split_lines(blob: bytes) -> list[bytes]:
 
 
 def parse_lines(blob: bytes, path: str, first_line: int, input_index: int,
-                words: frozenset[str] | None = None, recognized_only: bool = False) -> SourceBatch:
+                words: frozenset[str] | None = None, recognized_only: bool = False,
+                max_line: int = 16 * 2**20) -> SourceBatch:
     """Parse a chunk of ndjson lines into a `SourceBatch` (one drawing per line; blank lines are skipped).
 
     Chunks in Google's own layout go through a columnar parser (awkward's JSON reader with a schema:
@@ -121,7 +270,7 @@ def parse_lines(blob: bytes, path: str, first_line: int, input_index: int,
     """
     batch = _parse_columnar(blob, path, first_line, input_index, words, recognized_only)
     if batch is None:
-        batch = _parse_per_line(split_lines(blob), path, first_line, input_index, words, recognized_only)
+        batch = _parse_per_line(split_lines(blob), path, first_line, input_index, words, recognized_only, max_line)
     return batch
 
 
@@ -155,7 +304,7 @@ def _parse_columnar(blob, path, first_line, input_index, words, recognized_only)
         return None
     try:
         records = ak.from_json(blob, line_delimited=True, schema=_SCHEMA)
-    except (ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - any chunk awkward cannot read goes to the per-line parser
         return None
     n = len(records)
     n_lines = count_lines(blob)
@@ -264,7 +413,8 @@ def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: bytes
 
 
 def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index: int,
-                    words: frozenset[str] | None = None, recognized_only: bool = False) -> SourceBatch:
+                    words: frozenset[str] | None = None, recognized_only: bool = False,
+                    max_line: int = 16 * 2**20) -> SourceBatch:
     """Parse ndjson lines one by one (orjson), reporting each bad line.
 
     The loop only does what valid lines need; a line that trips it is diagnosed afterwards by
@@ -291,7 +441,10 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
             try:
                 rec = loads(line)
             except json_error as e:
-                if line.strip():
+                if line.startswith(TOO_LONG_MARK):
+                    read += 1
+                    problems.append(_too_long(line, path, first_line + i, max_line))
+                elif line.strip():
                     read += 1
                     problems.append(Problem("malformed_json", path, first_line + i, f"not valid JSON ({e})"))
                 continue
@@ -299,6 +452,10 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
             mark = len(stroke_lens)
             try:
                 word = rec.get("word")
+                if word is not None and word.__class__ is not str:
+                    problems.append(Problem("bad_word", path, first_line + i, f"'word' is a JSON "
+                                            f"{_JSON_TYPES.get(type(word), type(word).__name__)}, not a string"))
+                    continue
                 if words is not None and word not in words:
                     filtered["other_word"] += 1
                     continue
@@ -331,8 +488,10 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
                 continue
             add_count(count)
             key = rec.get("key_id")
-            ids.append(key if key is not None else f"{path}:{first_line + i}")
-            labels.append(word if word.__class__ is str else fallback_label)
+            if key.__class__ is not str:  # an integer key_id is usual; other JSON values name the line
+                key = str(key) if key.__class__ is int else f"{path}:{first_line + i}"
+            ids.append(key)
+            labels.append(word if word is not None else fallback_label)
             add_index(i)
     finally:
         if gc_was_enabled:
@@ -353,6 +512,15 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
     if keep is not None:
         batch = select(batch, np.flatnonzero(keep))
     return batch
+
+
+_JSON_TYPES = {int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
+
+
+def _too_long(line: bytes, path: str, lineno: int, max_line: int) -> Problem:
+    length = line[len(TOO_LONG_MARK):].decode("ascii", "replace")
+    return Problem("line_too_long", path, lineno, f"line is {length} bytes long, over the bound of {max_line:,} "
+                                                  f"(raise it with --limit line-bytes=N)")
 
 
 def _diagnose(rec) -> str:
@@ -435,8 +603,8 @@ def select(batch: SourceBatch, keep: np.ndarray) -> SourceBatch:
     return SourceBatch(
         batch.flat.select(keep),
         batch.kinds[keep],
-        batch.ids[keep],
-        batch.labels[keep],
+        np.asarray(batch.ids, dtype=str)[keep],
+        np.asarray(batch.labels, dtype=str)[keep],
         batch.order[keep],
         batch.problems,
         batch.filtered,

@@ -26,6 +26,7 @@ fast; svgelements only ever sees the re-serialised, entity-free tree.
 """
 from __future__ import annotations
 
+import codecs
 import copy
 import io
 import math
@@ -39,12 +40,14 @@ import svgelements as se
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
+from ..limits import Limits
 from ..strokes import FlatDrawings, _offsets
 from . import KIND_SAMPLED, Problem, SourceBatch, order_key
 
 SVG_NS = "http://www.w3.org/2000/svg"
 MAX_ENTITY_EXPANSION = 1_000_000   # characters all entity references of a document may expand to
-MAX_ELEMENTS = 250_000             # elements after every <use> is inlined (a <use> "bomb" is exponential)
+ELEMENT_COST = 100                 # what svgelements spends on an element, in bytes of attribute text
+USE_COPY_COST = 1.5                # an element copied by <use> costs svgelements about 1.5 times one written out
 MAX_POINTS_PER_SEGMENT = 65536     # a bound on memory per curve segment (--size 0 on huge coordinates)
 MAX_ABS_COORDINATE = 1e9           # px; beyond this a drawing is broken (and its extent may overflow)
 DEFAULT_FONT_SIZE = 16.0           # px; what `em` means when no font-size is set (browsers' "medium")
@@ -100,13 +103,14 @@ def class_name_from_path(path: str) -> str:
 
 
 def read_files(files: list[tuple[int, str]], size: float = 255.0, include_fills: bool = False,
-               spacing: float = 1.0) -> SourceBatch:
+               spacing: float = 1.0, limits: Limits | None = None) -> SourceBatch:
     """Read SVG files, one drawing each, into a `SourceBatch` of `KIND_SAMPLED` polylines (source units).
 
     files: (input index, path) pairs. A file that cannot be read or parsed, or draws nothing, becomes a
     `Problem` (`unreadable_file`, `unsafe_xml`, `no_geometry`, `non_finite` or `absurd_coordinate`)
-    instead of a drawing.
+    instead of a drawing; so does a file over `limits` (`too_large`, `too_many_points`).
     """
+    limits = limits or Limits()
     strokes: list[np.ndarray] = []
     n_strokes: list[int] = []
     ids: list[str] = []
@@ -116,8 +120,13 @@ def read_files(files: list[tuple[int, str]], size: float = 255.0, include_fills:
     for index, path in files:
         try:
             with open(path, "rb") as f:
-                data = f.read()
-            polylines = svg_polylines(data, size, include_fills, spacing)
+                nbytes = os.fstat(f.fileno()).st_size
+                if nbytes > limits.svg_cost:
+                    problems.append(Problem("too_large", path, None, f"file is {nbytes:,} bytes, over the SVG bound "
+                                            f"of {limits.svg_cost:,} (raise it with --limit svg-cost=N)"))
+                    continue
+                data = f.read(limits.svg_cost + 1)
+            polylines = svg_polylines(data, size, include_fills, spacing, limits)
         except OSError as e:
             problems.append(Problem("unreadable_file", path, None, f"cannot read: {e.strerror or e}"))
             continue
@@ -137,15 +146,17 @@ def read_files(files: list[tuple[int, str]], size: float = 255.0, include_fills:
 
 
 def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
-                  spacing: float = 1.0) -> list[np.ndarray]:
+                  spacing: float = 1.0, limits: Limits | None = None) -> list[np.ndarray]:
     """One SVG document -> its strokes as (k, 2) float64 arrays in source units (CSS px), in drawing order.
 
     Curves are sampled so that consecutive points are at most `spacing` apart once the drawing is scaled
-    so its larger extent is `size` (`size=0`: `spacing` source units). Raises `SvgError`.
+    so its larger extent is `size` (`size=0`: `spacing` source units). Raises `SvgError`, also for a
+    document over `limits` (its parsing cost, or its points once curves are flattened).
     """
+    limits = limits or Limits()
     root = parse_xml(data)
     try:
-        _prepare(root)
+        _prepare(root, limits.svg_cost)
         doc = se.SVG.parse(io.BytesIO(ET.tostring(root)), reify=False)
         shapes, fill_only = _drawn_shapes(doc, include_fills)
     except SvgError:
@@ -155,7 +166,7 @@ def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
     except Exception as e:  # svgelements raises many kinds on odd input; one bad file must not stop a run
         raise SvgError("unreadable_file", f"svgelements cannot read it ({type(e).__name__}: {e})") from None
     with np.errstate(all="ignore"):  # non-finite or absurd coordinates are reported below
-        polylines = _sample(shapes, size, spacing)
+        polylines = _sample(shapes, size, spacing, limits)
     if not polylines:
         if shapes:
             raise SvgError("no_geometry", "nothing drawn (every stroked shape is empty or outside the viewport)")
@@ -204,8 +215,53 @@ class _BoundedEntityParser(DefusedXMLParser):
                                          "characters (an entity-expansion bomb?)")
 
 
+# byte order marks, and the first bytes of '<?' without one (XML 1.0 appendix F)
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xef\xbb\xbf", "utf-8"),
+         (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
+_NO_BOM = ((b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"), (b"\x00<\x00?", "utf-16-be"),
+           (b"<\x00?\x00", "utf-16-le"))
+_DECLARED = re.compile(rb"^\s*<\?xml[^>]*?\sencoding\s*=\s*[\"']([^\"']*)[\"']")
+_DECLARATION_ENCODING = re.compile(r"^(\s*<\?xml[^>]*?)\sencoding\s*=\s*[\"'][^\"']*[\"']")
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """The document as UTF-8 without a byte order mark (expat reads only UTF-8, UTF-16 and Latin-1, and
+    fails on a declared Shift_JIS, EUC-JP, GB2312, Big5, UTF-32, ...): decoded by Python's codec for
+    its byte order mark or its declared encoding, re-encoded, and the declaration's encoding removed."""
+    codec, skip = None, 0
+    for mark, name in _BOMS:
+        if data.startswith(mark):
+            codec, skip = name, len(mark)
+            break
+    else:
+        for start, name in _NO_BOM:
+            if data.startswith(start):
+                codec = name
+                break
+    if codec is None:
+        declared = _DECLARED.match(data[:1024])
+        if declared is None:
+            return data  # UTF-8, XML's default
+        name = declared.group(1).decode("ascii", "replace")
+        try:
+            codec = codecs.lookup(name).name
+        except LookupError:
+            raise SvgError("unreadable_file", f"the XML declaration names an encoding Python does not know "
+                                              f"({name!r}); save the file as UTF-8") from None
+        if codec in ("utf-8", "ascii"):
+            return data
+    try:
+        text = data[skip:].decode(codec)
+    except UnicodeDecodeError as e:
+        raise SvgError("unreadable_file", f"not valid {codec} text (byte {e.start + skip}); save the file as "
+                                          "UTF-8") from None
+    return _DECLARATION_ENCODING.sub(r"\1", text.removeprefix("\ufeff"), count=1).encode("utf-8")
+
+
 def parse_xml(data: bytes) -> ET.Element:
-    """Parse an SVG document safely (bounded entities, no external ones) -> its root element."""
+    """Parse an SVG document safely (bounded entities, no external ones) -> its root element. Any
+    encoding Python can decode is read (see `_as_utf8`)."""
+    data = _as_utf8(data)
     parser = _BoundedEntityParser(data)
     try:
         parser.feed(data)
@@ -215,6 +271,8 @@ def parse_xml(data: bytes) -> ET.Element:
         raise SvgError("unreadable_file", f"not well-formed XML ({_strip_position(str(e))})", line) from None
     except DefusedXmlException as e:
         raise SvgError("unsafe_xml", f"unsafe XML: {e}") from None
+    except (ValueError, LookupError) as e:  # what expat itself may still refuse
+        raise SvgError("unreadable_file", f"cannot read it as XML ({e})") from None
     if _local(root.tag) != "svg":
         raise SvgError("unreadable_file", f"not an SVG document (the root element is <{_local(root.tag)}>)")
     return root
@@ -232,7 +290,7 @@ def _local(tag) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
-def _prepare(root: ET.Element) -> None:
+def _prepare(root: ET.Element, max_cost: int = Limits.svg_cost) -> None:
     """Rewrite the tree in place so that svgelements draws what a browser draws.
 
     - elements in a foreign namespace or unknown to SVG, `<text>`, and subtrees with `opacity` 0 go;
@@ -246,7 +304,7 @@ def _prepare(root: ET.Element) -> None:
       `<use>` still finds them; `<style>` moves to the front, since CSS applies to the whole document;
     - `<use>` cycles are cut and the inlined size is bounded.
     """
-    _check_use(root)  # first: the walk below copies <symbol>s into the <use>s of them
+    _check_cost(root, max_cost)  # first: the walk below copies <symbol>s into the <use>s of them
     state = _PrepareState(root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else "",
                           {el.get("id"): el for el in root.iter() if el.get("id") is not None})
     font_size = _font_size(root, DEFAULT_FONT_SIZE)
@@ -528,9 +586,27 @@ def _href(el: ET.Element) -> str | None:
     return url[1:] if url and url.startswith("#") else None
 
 
-def _check_use(root: ET.Element) -> None:
-    """Remove `<use>` elements that refer to their own ancestors (not rendered) and bound the
-    document's size once every `<use>` is inlined (svgelements inlines them recursively)."""
+def _weight(el: ET.Element) -> int:
+    """An element's own parsing cost: ELEMENT_COST plus the text of its attributes and content."""
+    return ELEMENT_COST + sum(len(k) + len(v) for k, v in el.attrib.items()) + len(el.text or "")
+
+
+def _check_cost(root: ET.Element, max_cost: int) -> None:
+    """Bound the document's parsing cost, with every `<use>` counted as a copy of what it refers to
+    (svgelements inlines them recursively, so a few nested `<use>`s of `<use>`s cost exponentially),
+    and remove the `<use>` elements that refer to their own ancestors (not rendered).
+
+    The cost is the sum of `_weight` over the elements, an element copied by `<use>` counting
+    USE_COPY_COST times; measured, svgelements parses 0.3-0.8 million units a second (path data is
+    the slowest).
+    """
+    # expanded(el): the units of el's subtree with every <use> inlined; what that adds to the document's
+    # own units are the copies, which count USE_COPY_COST times
+    own = sum(_weight(el) for el in root.iter())
+    if own > max_cost:
+        raise SvgError("too_large", f"the document's parsing cost, {own:,}, is over the SVG bound of {max_cost:,} "
+                                    "(raise it with --limit svg-cost=N)")
+    max_expanded = own + int((max_cost - own) / USE_COPY_COST)
     by_id = {el.get("id"): el for el in root.iter() if el.get("id") is not None}
     uses = [el for el in root.iter() if _local(el.tag) == "use" and _href(el) is not None]
     if not uses:
@@ -544,7 +620,7 @@ def _check_use(root: ET.Element) -> None:
         if key in memo:
             return memo[key]
         active.add(key)
-        n = 1
+        n = _weight(el)
         for child in el:
             n += expanded(child)
         if _local(el.tag) == "use":
@@ -556,9 +632,9 @@ def _check_use(root: ET.Element) -> None:
                     n += expanded(target)
         active.discard(key)
         memo[key] = n
-        if n > MAX_ELEMENTS:
-            raise SvgError("unsafe_xml", f"unsafe SVG: <use> references expand to more than {MAX_ELEMENTS:,} "
-                                         "elements")
+        if n > max_expanded:
+            raise SvgError("unsafe_xml", f"unsafe SVG: <use> references expand the document past the SVG bound of "
+                                         f"{max_cost:,} (a <use> bomb? raise it with --limit svg-cost=N)")
         return n
 
     try:
@@ -745,33 +821,36 @@ def _control_bbox(shapes: list[_Shape]) -> np.ndarray:
     return np.array([pts.min(axis=0), pts.max(axis=0)])
 
 
-def _sample(shapes: list[_Shape], size: float, spacing: float) -> list[np.ndarray]:
+def _sample(shapes: list[_Shape], size: float, spacing: float, limits: Limits | None = None) -> list[np.ndarray]:
     """Every subpath of every shape as a (k, 2) polyline in source units, curves at most one step apart
     in the final frame (see the module docstring)."""
     if not shapes:
         return []
+    limits = limits or Limits()
     if size <= 0:
-        return _sample_at(shapes, spacing)
+        return _sample_at(shapes, spacing, limits)
     box = _control_bbox(shapes)
     extent_bound = float((box[1] - box[0]).max())
     if not math.isfinite(extent_bound):
-        return _sample_at(shapes, 1.0)  # non-finite coordinates; svg_polylines reports them
+        return _sample_at(shapes, 1.0, limits)  # non-finite coordinates; svg_polylines reports them
     # The control points bound the extent from above, so the final frame may be larger than this
     # estimate: sampling EXTENT_SLACK times finer covers an overestimate up to that factor.
     step = spacing * max(extent_bound, 1e-12) / size / EXTENT_SLACK
-    polylines = _sample_at(shapes, step)
+    polylines = _sample_at(shapes, step, limits)
     if polylines:
         extent = float(np.ptp(np.concatenate(polylines), axis=0).max())
         if 0 < extent and extent_bound > EXTENT_SLACK * extent:
             # control points overshoot the drawing a lot (a flat arc of a huge ellipse...): sample again
             # at the step of the true extent
-            polylines = _sample_at(shapes, spacing * extent / size)
+            polylines = _sample_at(shapes, spacing * extent / size, limits)
     return polylines
 
 
-def _sample_at(shapes: list[_Shape], step: float) -> list[np.ndarray]:
-    """Every subpath as a polyline, consecutive points at most `step` apart (source units)."""
+def _sample_at(shapes: list[_Shape], step: float, limits: Limits) -> list[np.ndarray]:
+    """Every subpath as a polyline, consecutive points at most `step` apart (source units). Each
+    curve's point count is checked against `limits` before its points are made."""
     out: list[np.ndarray] = []
+    total = 0
     for shape in shapes:
         A, b = shape.matrix, shape.offset
         stretch = _largest_singular_value(A) or 1.0  # local -> source lengths
@@ -785,9 +864,15 @@ def _sample_at(shapes: list[_Shape], step: float) -> list[np.ndarray]:
                     xs.append(seg.end.x)
                     ys.append(seg.end.y)
                     continue
-                xy = _sample_curve(seg, local_step)
+                room = min(limits.points_per_stroke - len(xs), limits.points_per_drawing - total - len(xs))
+                xy = _sample_curve(seg, local_step, room)
+                if xy is None:
+                    _too_many_points(limits, limits.points_per_stroke - len(xs) == room)
                 xs += xy[:, 0].tolist()
                 ys += xy[:, 1].tolist()
+            total += len(xs)
+            if len(xs) > limits.points_per_stroke or total > limits.points_per_drawing:  # straight segments
+                _too_many_points(limits, len(xs) > limits.points_per_stroke)
             if shape.close and (xs[-1], ys[-1]) != (xs[0], ys[0]):
                 xs.append(xs[0])
                 ys.append(ys[0])
@@ -803,6 +888,14 @@ def _sample_at(shapes: list[_Shape], step: float) -> list[np.ndarray]:
     return out
 
 
+def _too_many_points(limits: Limits, stroke: bool) -> None:
+    if stroke:
+        raise SvgError("too_many_points", f"a stroke flattens to more than {limits.points_per_stroke:,} points "
+                                          "(raise the bound with --limit points-per-stroke=N)")
+    raise SvgError("too_many_points", f"the drawing flattens to more than {limits.points_per_drawing:,} points "
+                                      "(raise the bound with --limit points-per-drawing=N)")
+
+
 def _largest_singular_value(m: np.ndarray) -> float:
     """Of a 2x2 matrix, in closed form (np.linalg.norm(m, 2) costs an SVD per shape)."""
     (a, c), (b, d) = m
@@ -811,8 +904,9 @@ def _largest_singular_value(m: np.ndarray) -> float:
     return math.sqrt(max(0.0, (q + math.sqrt(max(0.0, q * q - 4 * det * det))) / 2))
 
 
-def _sample_curve(seg, step: float) -> np.ndarray:
-    """(n, 2) points of a curve segment at t in (0, 1], at most `step` apart (local units)."""
+def _sample_curve(seg, step: float, max_points: int = MAX_POINTS_PER_SEGMENT) -> np.ndarray | None:
+    """(n, 2) points of a curve segment at t in (0, 1], at most `step` apart (local units); None when that
+    takes more than `max_points` points (nothing is made then)."""
     if isinstance(seg, se.CubicBezier):
         p = np.array([[seg.start.x, seg.start.y], [seg.control1.x, seg.control1.y],
                       [seg.control2.x, seg.control2.y], [seg.end.x, seg.end.y]])
@@ -827,6 +921,8 @@ def _sample_curve(seg, step: float) -> np.ndarray:
         return np.array([[seg.end.x, seg.end.y]])
     n = int(min(max(math.ceil(speed / step) if step > 0 and math.isfinite(speed) else 1, 1),
                 MAX_POINTS_PER_SEGMENT))
+    if n > max_points:
+        return None
     t = np.arange(1, n + 1) / n
     if p is None:
         return np.asarray(seg.npoint(t), dtype=np.float64).reshape(-1, 2)
