@@ -44,6 +44,8 @@ def _os_error_text(e: OSError) -> str:
     name = e.filename2 if e.filename2 is not None else e.filename  # a rename names its destination second
     if name is not None:  # name the output, not the temporary file it is written through (dataset.atomic_output)
         name = re.sub(r"(^|/)\.([^/]+?)(\.[0-9]+)?\.[^./]+\.(sketchprep-)?tmp$", r"\1\2", os.fsdecode(name))
+        if len(name) > 160:  # a name too long for the file system should not fill the terminal
+            name = f"{name[:80]}...{name[-40:]}"
     fix = _OS_FIXES.get(e.errno)
     text = f"{what}" + (f". {fix}" if fix else "")
     return f"{os.fsdecode(name)}: {text}" if name is not None else text
