@@ -1,0 +1,92 @@
+"""Property tests of the ndjson reader: any bytes and any JSON give counted reasons, never an exception
+other than sketchprep's own; a line over the length bound is replaced, never held."""
+from __future__ import annotations
+
+import io
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sketchprep.convert import BAD_INPUT_REASONS, ConvertOptions, process_task
+from sketchprep.errors import SketchprepError
+from sketchprep.limits import Limits
+from sketchprep.sources.ndjson import (
+    TOO_LONG_MARK,
+    byte_ranges,
+    count_lines,
+    iter_line_chunks,
+    parse_lines,
+    read_range,
+    split_lines,
+)
+
+OPTS = ConvertOptions(limits=Limits(points_per_stroke=5000, points_per_drawing=20000))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=40,
+)
+numbers = st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.booleans() | st.none()
+strokes = st.lists(st.lists(st.lists(numbers, max_size=6), min_size=0, max_size=4), max_size=4)
+
+
+def run(blob: bytes) -> None:
+    """The whole per-chunk pipeline on `blob`; only SketchprepError may escape, every problem is counted."""
+    try:
+        result = process_task(("ndjson", "x.ndjson", 0, 1, blob, len(blob)), OPTS)
+    except SketchprepError:
+        return
+    assert all(p.reason in BAD_INPUT_REASONS for p in result.problems), result.problems
+    assert sum(result.dropped.values()) >= len(result.problems)
+    assert result.kept.n + sum(result.dropped.values()) + sum(result.filtered.values()) == result.read
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes(blob):
+    run(blob)
+
+
+@settings(max_examples=150)
+@given(st.lists(json_values, max_size=5))
+def test_arbitrary_json_lines(values):
+    run(b"\n".join(json.dumps(v).encode() for v in values))
+
+
+@settings(max_examples=150)
+@given(st.lists(st.fixed_dictionaries({"word": json_values, "key_id": json_values, "drawing": strokes}), max_size=4))
+def test_arbitrary_values_in_drawing_records(records):
+    run(b"\n".join(json.dumps(r).encode() for r in records) + b"\n")
+
+
+lines_of_text = st.lists(st.text(alphabet="ab{}[]1 \u00e9", max_size=30).map(str.encode), max_size=12)
+
+
+@settings(max_examples=100)
+@given(lines_of_text, st.integers(1, 20), st.booleans())
+def test_long_lines_become_one_marker_each(lines, max_line, final_newline):
+    blob = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    chunks = list(iter_line_chunks(io.BytesIO(blob), chunk_bytes=7, max_line=max_line))
+    expected = [line if len(line) <= max_line else TOO_LONG_MARK + str(len(line)).encode()
+                for line in split_lines(blob)]
+    assert split_lines(b"".join(c for _, c, _ in chunks)) == expected
+    assert [first for first, _, _ in chunks] == [1 + sum(count_lines(c) for _, c, _ in chunks[:k])
+                                                 for k in range(len(chunks))]
+
+
+@settings(max_examples=60)
+@given(lines_of_text, st.integers(1, 20))
+def test_byte_ranges_cap_lines_as_streaming_does(tmp_path_factory, lines, max_line):
+    path = tmp_path_factory.mktemp("r") / "a.ndjson"
+    path.write_bytes(b"\n".join(lines))
+    streamed = [c for _, c, _ in iter_line_chunks(io.BytesIO(path.read_bytes()), chunk_bytes=7, max_line=max_line)]
+    ranged = [read_range(str(path), a, b, max_line) for a, b in byte_ranges(str(path), chunk_bytes=7)]
+    assert ranged == streamed
+
+
+def test_parse_lines_reports_a_marker_as_line_too_long():
+    batch = parse_lines(b'{"word": "a"}\n' + TOO_LONG_MARK + b"123\n", "x.ndjson", 5, 0, max_line=100)
+    _, too_long = batch.problems
+    assert (too_long.reason, too_long.line) == ("line_too_long", 6) and "123 bytes" in too_long.message
