@@ -268,6 +268,10 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[str, str | None]:
                     if os.path.isfile(cand + ".index"):
                         prefix = cand
                         break
+            if prefix is None and m and os.path.isfile(os.path.join(folder, os.path.basename(m.group(1)))):
+                raise MagentaImportError(f"{os.path.basename(m.group(1))} is a V1 TensorFlow checkpoint (before "
+                                         "TensorFlow 0.12), which is not read: save it again with a newer "
+                                         "TensorFlow (tf.train.Saver writes V2)", path=p)
         if prefix is None:
             indexes = sorted(Path(folder).glob("*.index"),
                              key=lambda q: (int(m.group(1)) if (m := re.search(r"-(\d+)$", q.stem)) else -1, q.name))

@@ -36,6 +36,15 @@ FOLDERS = ["c_layer_norm_layer_norm", "u_lstm"]
 SLOW = 30.0   # bound for a subprocess case: importing torch alone takes seconds on a loaded machine
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Batches of 4 sketches: threads only add overhead (much of it on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def ckpt_folder(name: str):
     return shared_fixture("tf_checkpoints", name)
 
@@ -80,6 +89,39 @@ def test_adam_slots_become_torch_adam_state(tmp_path, name):
         assert st["exp_avg"].shape == p.shape and st["exp_avg_sq"].shape == p.shape
         assert float(st["step"]) == 0.0                      # beta1_power 0.9, beta2_power 0.999: no update yet
         assert not st["exp_avg"].any()                       # the fixture's slots were never updated
+
+
+def test_adam_slots_map_like_their_variables(monkeypatch):
+    """Slots filled with known functions of their variable (m = 2w, v = w^2, 10 updates) come out as the
+    same functions of the imported parameter: the slots go through the same layout map as the weights."""
+    real_read = TFCheckpoint.read
+
+    def read(self, name):
+        if name.endswith("/Adam"):
+            return 2 * real_read(self, name[len("vector_rnn/"):-len("/Adam")])
+        if name.endswith("/Adam_1"):
+            return real_read(self, name[len("vector_rnn/"):-len("/Adam_1")]) ** 2
+        if name.endswith("beta2_power"):
+            return np.float32(0.999 ** 11)                   # TF: beta^(n+1) after n = 10 updates
+        return real_read(self, name)
+
+    monkeypatch.setattr(TFCheckpoint, "read", read)
+    imported = read_magenta(ckpt_folder("c_layer_norm_layer_norm"))
+    model = model_from_checkpoint({"hparams": imported.hps.to_dict(), "model": imported.state_dict})
+    params = list(model.named_parameters())                 # torch Adam's state is indexed in this order
+    states = imported.optimizer_state["state"]
+    assert len(states) == len(params)
+    for i, (name, w) in enumerate(params):
+        assert torch.equal(states[i]["exp_avg"], 2 * w), name
+        assert torch.allclose(states[i]["exp_avg_sq"], w * w), name
+        assert float(states[i]["step"]) == 10.0
+
+
+def test_v1_checkpoint_is_refused_with_a_reason(tmp_path):
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "vector-100"\n')
+    (tmp_path / "vector-100").write_bytes(b"old format")
+    with pytest.raises(MagentaImportError, match="V1 TensorFlow checkpoint"):
+        find_checkpoint(tmp_path)
 
 
 def test_checkpoint_reader_reads_every_tensor_with_checksums():

@@ -36,13 +36,25 @@ from sketchrnn.magenta import (
     reference_model,
     run_reference_case,
 )
+from sketchrnn.model import RNN_IMPLS
 
+# every way the RNNs can run (torch.compile left out: it needs a C++ compiler and minutes per cell)
+IMPLS = [impl for impl in RNN_IMPLS if impl != "compile"]
 COST_TOL = 1e-5
 OUTPUT_TOL = 1e-5
 GRAD_TOL = 2e-4
 CASES = ["c_lstm_lstm", "c_lstm_layer_norm", "c_lstm_hyper", "c_layer_norm_lstm", "c_layer_norm_layer_norm",
          "c_layer_norm_hyper", "c_hyper_lstm", "c_hyper_layer_norm", "c_hyper_hyper", "u_lstm", "u_layer_norm",
          "u_hyper", "c_lstm_lstm_eval"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Batches of 4 sketches: threads only add overhead (much of it on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def case_path(name: str) -> str:
@@ -59,9 +71,10 @@ def failures(diff: dict[str, float]) -> list[str]:
     return out
 
 
-def check(name: str, gate_order=TF_GATES, norm_steps=None, edit_state=None) -> tuple[dict, list[str]]:
+def check(name: str, gate_order=TF_GATES, norm_steps=None, edit_state=None, impl="auto") -> tuple[dict, list[str]]:
     case = load_reference_case(case_path(name))
     model = reference_model(case, gate_order)
+    model.set_rnn_impl(impl)
     if edit_state is not None:
         sd = model.state_dict()
         edit_state(sd)
@@ -75,11 +88,12 @@ def test_fixture_folder_is_complete():
     assert sorted(os.path.basename(p)[:-4] for p in glob.glob(str(folder / "*.npz"))) == sorted(CASES)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", CASES)
-def test_matches_tensorflow_reference(name):
+def test_matches_tensorflow_reference(name, impl):
     torch.manual_seed(0)
-    diff, bad = check(name)
-    assert not bad, f"{name}: differs from Magenta's TF graph: {bad}"
+    diff, bad = check(name, impl=impl)
+    assert not bad, f"{name} ({impl}): differs from Magenta's TF graph: {bad}"
     # every variable of the graph was compared (the map covers them all)
     case = load_reference_case(case_path(name))
     n_tf = sum(k.startswith("grad/") for k in case.arrays)
