@@ -69,8 +69,17 @@ def _env_bound(name: str, default: float) -> float:
     return value
 
 
+_METHODS = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+
+
 def _check_member_size(info: zipfile.ZipInfo, path: str) -> None:
-    """Refuse a member whose declared uncompressed size is over the bounds (zipfile never inflates past it)."""
+    """Refuse a member whose declared uncompressed size is over the bounds (zipfile never inflates a deflated
+    member past it), or that is compressed in a way numpy never writes (zipfile inflates bzip2 and lzma
+    a whole read at a time, unbounded)."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
+        raise DatasetFormatError(f"member is compressed with {method}; .npz files are stored or deflated. "
+                                 "Write it with np.savez_compressed", path=path, element=info.filename)
     limit_mb = _env_bound(MAX_MEMBER_MB_ENV, MAX_MEMBER_MB)
     if info.file_size > limit_mb * 2**20:
         raise DatasetFormatError(f"member is {info.file_size / 2**20:,.0f} MiB uncompressed, over the "
@@ -305,8 +314,8 @@ def read_npz(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
     wanted = None if keys is None else set(keys)
     with _open_zip(path) as zf:
         out = {}
-        for info in zf.infolist():
-            key = _key(info.filename)
+        members = {_key(info.filename): info for info in zf.infolist()}  # a repeated name: the last one, as zipfile
+        for key, info in members.items():
             if wanted is not None and key not in wanted:
                 continue
             try:

@@ -103,11 +103,11 @@ def object_of(items) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def gib_member(tmp_path_factory) -> bytes:
-    """The deflated bytes of 1 GiB of zeros (about 1 MB), made once."""
+    """A raw deflate stream of 1 GiB of zeros (about 1 MB): one 16 MiB block compressed and ended with a full
+    flush (which makes it independent of what came before), 64 times, then an empty final block."""
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
-    block = bytes(16 << 20)
-    parts = [c.compress(block) for _ in range(64)] + [c.flush()]
-    return b"".join(parts)
+    chunk = c.compress(bytes(16 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return chunk * 64 + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
 
 
 def zip_with_deflated(path, name: str, deflated: bytes, size: int, others: dict[str, bytes]) -> None:
@@ -275,6 +275,13 @@ def test_a_deflated_gigabyte_costs_nothing_under_an_unknown_key(tmp_path, gib_me
     run_case(tmp_path, ["stats", "bomb.npz"], message="SKETCHPREP_NPZ_MAX_RATIO", max_mb=400, max_seconds=5)
     out = run_case(tmp_path, ["validate", "bomb.npz"], message="FAILED", max_mb=400, max_seconds=5)
     assert "inflates" in out.stdout
+
+
+def test_members_compressed_other_than_numpy_does_are_refused_unread(tmp_path):
+    with zipfile.ZipFile(tmp_path / "bz.npz", "w", zipfile.ZIP_BZIP2) as z:  # bzip2 inflates without a bound
+        for k, v in GOOD.items():
+            z.writestr(f"{k}.npy", npy(v))
+    run_case(tmp_path, ["stats", "bz.npz"], message="compressed with bzip2")
 
 
 def test_the_member_bound_can_be_lowered_and_raised(tmp_path):
