@@ -19,6 +19,7 @@ from test_tf_parity import failures
 from sketchprep.cli import main
 from sketchrnn.magenta import (
     MagentaImportError,
+    architecture,
     find_checkpoint,
     hparams_from_config,
     import_model,
@@ -148,6 +149,20 @@ def test_every_path_form_finds_the_checkpoint(tmp_path):
     assert find_checkpoint(folder)[0] == str(folder / "vector-1234")
     (folder / "checkpoint").unlink()                        # no `checkpoint` file: the highest step
     assert find_checkpoint(folder)[0] == str(folder / "vector-1234")
+
+
+@pytest.mark.parametrize("name", ["c_hyper_hyper", "c_lstm_hyper", "c_layer_norm_lstm", "u_hyper", "u_layer_norm"])
+def test_architecture_is_read_from_the_weights(name):
+    """Cell types, sizes, z, mixtures, conditional and the HyperLSTM sizes, from the variable shapes alone."""
+    case = load_reference_case(shared_fixture("tf_reference", f"{name}.npz"))
+    shapes = {k: v.shape for k, v in case.arrays.items() if k.startswith("vector_rnn/")}
+    arch = architecture(shapes)
+    hps, _ = hparams_from_config(None, arch)
+    keys = ["dec_model", "dec_rnn_size", "num_mixture", "conditional"]
+    keys += ["enc_model", "enc_rnn_size", "z_size"] if case.hps.conditional else []
+    keys += ["hyper_num_units", "hyper_embedding_size"] if "hyper" in name else []
+    for key in keys:
+        assert getattr(hps, key) == getattr(case.hps, key), key
 
 
 def test_config_quirks():
