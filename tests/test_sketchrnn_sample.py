@@ -219,7 +219,9 @@ def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):
     bad.write_bytes(b"garbage")
     result = CliRunner().invoke(main, ["sample", str(bad), "-o", str(tmp_path / "s.png")])
     assert result.exit_code == 1
-    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {bad}: not a readable checkpoint")
+    assert result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: {bad}: not a sketchrnn checkpoint, or a damaged one")
+    assert "weights_only" not in result.output  # torch's advice to load unsafely is never shown
 
 
 def test_commands_without_torch():
