@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sketchprep.errors import OptionError
+from sketchrnn.rnn import lstm_sequence
 
 CELL_TYPES = ("lstm", "layer_norm", "hyper")
 FORGET_BIAS = 1.0     # added to the forget gate in-graph (reference LSTMCell forget_bias)
@@ -566,7 +567,8 @@ def _compiled_loop(kind: str, xp: Tensor, state: tuple, params: tuple, masks: Op
 # running a cell over a sequence
 
 
-RNN_IMPLS = ("auto", "fused", "loop", "script", "compile")
+RNN_IMPLS = ("auto", "fast", "fused", "loop", "script", "compile")
+FAST_KINDS = ("lstm", "layer_norm")  # cells `sketchrnn.rnn` runs as one whole-sequence autograd Function
 
 
 class Recurrent(nn.Module):
@@ -574,8 +576,11 @@ class Recurrent(nn.Module):
     per step, on the candidate only, only in training) and a choice of implementation (same results
     up to float rounding):
     `fused`: PyTorch's LSTM kernel (the `lstm` cell while no recurrent dropout is active; other cases
-    fall back to `loop`); `loop`: a Python loop over the cell's step; `script`: that loop compiled by
-    TorchScript; `compile`: the step compiled by torch.compile; `auto`: fused where it applies, else loop.
+    fall back to `fast`, then `loop`); `fast`: `sketchrnn.rnn`, the whole sequence in one autograd
+    Function with a hand-written backward (`lstm` and `layer_norm`; `hyper` falls back to `loop`);
+    `loop`: a Python loop over the cell's step under autograd (the reference implementation the others
+    are tested against); `script`: that loop compiled by TorchScript; `compile`: the step compiled by
+    torch.compile; `auto`: fused where it applies, else fast, else loop.
     """
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, hps: HParams, use_recurrent_dropout: bool,
@@ -598,8 +603,11 @@ class Recurrent(nn.Module):
     def resolved_impl(self) -> str:
         """The implementation a call runs now (`auto` and an inapplicable `fused` resolved)."""
         fused_ok = self.kind == "lstm" and not self.dropout_active
-        if self.impl in ("auto", "fused"):
-            return "fused" if fused_ok else "loop"
+        fast_ok = self.kind in FAST_KINDS
+        if self.impl in ("auto", "fused") and fused_ok:
+            return "fused"
+        if self.impl in ("auto", "fused", "fast"):
+            return "fast" if fast_ok else "loop"
         return self.impl
 
     def _masks(self, t: int, b: int, like: Tensor, generator: Optional[torch.Generator]) -> Optional[Tensor]:
@@ -619,7 +627,9 @@ class Recurrent(nn.Module):
             return self.cell.fused(x, state)
         if xp is None:
             xp = self.cell.input_projection(x)
-        if impl == "compile":
+        if impl == "fast":
+            out, final = lstm_sequence(self.kind, xp, state, self.cell.step_params(), masks)
+        elif impl == "compile":
             out, final = _compiled_loop(self.kind, xp, state, self.cell.step_params(), masks, None, True)
         else:
             loop = scripted_loop(self.kind) if impl == "script" else LOOPS[self.kind]
@@ -644,6 +654,10 @@ class Recurrent(nn.Module):
         order = torch.argsort(-lengths, stable=True)
         batch_sizes = (lengths[order][None, :] > torch.arange(t_max)[:, None]).sum(1).tolist()
         order_d = order.to(x.device)
+        if impl == "fast":
+            _, final = lstm_sequence(self.kind, xp[:, order_d], state, self.cell.step_params(),
+                                     masks[:, order_d] if masks is not None else None, batch_sizes)
+            return final[0][torch.argsort(order_d)]
         loop = scripted_loop(self.kind) if impl == "script" else LOOPS[self.kind]
         _, final = loop(xp[:, order_d], *state, *self.cell.step_params(),
                         masks[:, order_d] if masks is not None else None, batch_sizes, False)
