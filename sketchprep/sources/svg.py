@@ -158,15 +158,20 @@ def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
     try:
         _prepare(root, limits.svg_cost)
         doc = se.SVG.parse(io.BytesIO(ET.tostring(root)), reify=False)
-        shapes, fill_only = _drawn_shapes(doc, include_fills)
+        with np.errstate(all="ignore"):  # a degenerate viewport's corners: not drawn either way
+            shapes, fill_only = _drawn_shapes(doc, include_fills)
     except SvgError:
         raise
     except RecursionError:
         raise SvgError("unreadable_file", "elements nested too deeply") from None
     except Exception as e:  # svgelements raises many kinds on odd input; one bad file must not stop a run
         raise SvgError("unreadable_file", f"svgelements cannot read it ({type(e).__name__}: {e})") from None
-    with np.errstate(all="ignore"):  # non-finite or absurd coordinates are reported below
-        polylines = _sample(shapes, size, spacing, limits)
+    try:
+        with np.errstate(all="ignore"):  # non-finite or absurd coordinates are reported below
+            polylines = _sample(shapes, size, spacing, limits)
+    except (TypeError, ValueError, ArithmeticError) as e:  # svgelements left a point undefined (None)
+        raise SvgError("unreadable_file", f"a shape has a point svgelements could not work out "
+                                          f"({type(e).__name__}: {e})") from None
     if not polylines:
         if shapes:
             raise SvgError("no_geometry", "nothing drawn (every stroked shape is empty or outside the viewport)")
