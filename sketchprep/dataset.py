@@ -404,6 +404,19 @@ def bad_sketches(items: list, key: str) -> LayoutProblem | None:
                          "every sketch must be an (n, 3) array of [dx, dy, p] rows", bad)
 
 
+def non_finite_sketches(items: list, key: str) -> LayoutProblem | None:
+    """The float sketches holding NaN or inf, as one problem (None when there are none): no command can
+    draw, measure or train on them. `validate` reports them with the same words."""
+    floats = [i for i, s in enumerate(items) if s.dtype.kind == "f"]
+    if not floats or np.isfinite(np.concatenate([items[i].ravel() for i in floats])).all():
+        return None
+    bad = [i for i in floats if not np.isfinite(items[i]).all()]
+    shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+    count = f"{len(bad)} sketches hold" if len(bad) > 1 else "1 sketch holds"
+    return LayoutProblem("non_finite", key, f"{count} NaN or infinite values ({shown})",
+                         "drop these sketches or convert them again from the source drawings", bad)
+
+
 def read_meta(arr: np.ndarray) -> tuple[dict, LayoutProblem | None]:
     """The `meta` JSON object and its class list, or the problem with them."""
     try:
@@ -463,7 +476,7 @@ def load_dataset(path: str | os.PathLike, require_splits: bool = True) -> Sketch
                                          "and test (sketchprep convert always writes all three)", path=path)
             continue
         items, problem = sketch_items(arrays[name], name)
-        problem = problem or bad_sketches(items, name)
+        problem = problem or bad_sketches(items, name) or non_finite_sketches(items, name)
         if problem:
             raise problem.error(path)
         splits[name] = items

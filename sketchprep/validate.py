@@ -127,7 +127,7 @@ def validate_arrays(arrays: dict[str, np.ndarray], max_len: int = 250, batch_siz
     keys: dict[str, dict[bytes, int]] = {}  # split -> content key -> first index, for leakage
     for split in SPLITS:
         if split not in arrays:
-            findings.append(Finding(ERROR, "missing_key", split, f"no {split!r} array (keys: {sorted(arrays)})",
+            findings.append(Finding(ERROR, "missing_key", split, f"missing key {split!r} (keys: {sorted(arrays)})",
                                     "save train, valid and test (np.savez_compressed(path, train=..., valid=..., "
                                     "test=...)); sketchprep convert always writes all three"))
             continue

@@ -144,6 +144,8 @@ LAYOUT_CASES = [
     ("complex_sketches", {"valid": sketches(dtype=np.complex64)}, "are not (n, 3) numeric arrays"),
     ("bool_sketches", {"test": sketches(dtype=bool)}, "numeric arrays; #0 is bool"),
     ("object_of_object", {"train": object_of([object_of([1, 2, 3]).reshape(1, 3)] * 4)}, "#0 is object (1, 3)"),
+    ("nan_sketches", {"train": object_of([np.array([[np.nan, 1, 0], [2, np.inf, 1]])] * 4)},
+     "train: 4 sketches hold NaN or infinite values (0, 1, 2, 3)"),
     ("2d_split", {"train": np.zeros((5, 3), np.int16)}, "expected a 1-D object array of (n, 3) sketches"),
     ("3d_strings", {"train": np.zeros((4, 2, 3), "<U1")}, "expected a 1-D object array of (n, 3) sketches"),
     ("meta_list", {"meta": np.array(json.dumps([1, 2]))}, "meta: the JSON is a list, not an object"),
