@@ -7,14 +7,15 @@ Every configuration trains the reference default model (batch 100, enc 256, dec 
 conditional) for `--warmup` + `--steps` steps on the same batches of aaron_sheep (lengths up to 250:
 every batch is padded to the dataset's longest sketch + 1) and reports the median time of a full step
 (batch to device, forward, backward, per-element clipping, Adam). torch.set_flush_denormal(True) is on
-for everything, the baseline included.
+for everything, the baseline included. The configurations are interleaved: step i of every configuration
+runs right after the baseline's step i, and a row's ratio is the median of its per-step ratios, which
+cancels most of the drift of a shared machine.
 
 The baseline is "a plain PyTorch port of the reference, the straightforward way": a bidirectional
 nn.LSTM encoder over the whole padded batch (it reads the padding: not faithful, but the usual port),
 nn.LSTM decoder on [S, z] (no recurrent dropout: nn.LSTM cannot drop the candidate only), the mixture
-density in probability space as the reference computes it, clip_grad_value_ and Adam. It is timed at
-the start and at the end of the run; the ratio column divides each configuration's time by the
-baseline's median (below 1 is faster). Rows with recurrent dropout do work the baseline does not do.
+density in probability space as the reference computes it, clip_grad_value_ and Adam. It is timed in
+every round; the ratio column is a configuration's time over the baseline's (below 1 is faster). Rows with recurrent dropout do work the baseline does not do.
 
 Sampling: drawings per second of `sketchrnn.sample.decode` with all drawings in one batch, against
 decoding one drawing at a time (the reference's sample() loop, batch 1), both running the full
@@ -36,9 +37,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from sketchrnn.data import Batches, load_data  # noqa: E402
-from sketchrnn.model import HParams, SketchRNN, count_parameters  # noqa: E402
-from sketchrnn.sample import Run, decode  # noqa: E402
+from sketchrnn.data import Batches, load_data
+from sketchrnn.model import HParams, SketchRNN, count_parameters
+from sketchrnn.sample import Run, decode
 
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sketchrnn_npz",
                             "aaron_sheep.npz")
@@ -130,15 +131,28 @@ def configs(cells, impls, precisions):
             for impl in impls:
                 if impl == "fused" and (cell != "lstm" or rd):
                     continue                     # the fused kernel only runs the plain lstm without dropout
+                if impl == "fast" and cell == "hyper":
+                    continue                     # the whole-sequence path covers lstm and layer_norm
                 out.append((cell, rd, impl, False, "fp32"))
             if cell == "lstm" and not rd and "fused" in impls:
                 out.append((cell, rd, "fused", True, "fp32"))   # + pad each batch to its own longest sketch
     # bfloat16 matrix products (hparam precision=bf16), for the reference's lstm with and without dropout
     for precision in precisions:
         if precision != "fp32" and "lstm" in cells:
-            out += [("lstm", False, "fused", False, precision), ("lstm", False, "fused", True, precision),
-                    ("lstm", True, "loop", False, precision)]
+            out += [("lstm", False, "fused", False, precision), ("lstm", False, "fused", True, precision)]
+            out += [("lstm", True, impl, False, precision) for impl in ("fast", "loop") if impl in impls]
+            if "fast" in impls:
+                out.append(("lstm", True, "fast", True, precision))
     return out
+
+
+def auto_impl(cell: str, rd: bool) -> str:
+    """What `--rnn-impl auto` runs for this configuration (to mark the rows users get)."""
+    model = SketchRNN(HParams(enc_model=cell, dec_model=cell, use_recurrent_dropout=rd, enc_rnn_size=4,
+                              dec_rnn_size=4, z_size=2, num_mixture=1, hyper_num_units=4,
+                              hyper_embedding_size=2)).train()
+    model.set_rnn_impl("auto")
+    return model.decoder.rnn.resolved_impl()
 
 
 def main(argv=None):
@@ -146,9 +160,9 @@ def main(argv=None):
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--steps", type=int, default=3, help="measured steps per configuration")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (compile runs here)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: what `sketchprep train` uses)")
     ap.add_argument("--cells", default="lstm,layer_norm,hyper")
-    ap.add_argument("--impls", default="fused,loop,compile")
+    ap.add_argument("--impls", default="fused,fast,loop", help="any of fused,fast,loop,compile")
     ap.add_argument("--precisions", default="fp32,bf16", help="bf16 rows are measured for lstm only")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sample", type=int, default=100, help="drawings for the sampling rate (0: skip)")
@@ -159,57 +173,70 @@ def main(argv=None):
 
     data = load_data([args.data])
     hps = HParams()
-    loader = Batches(data.splits["train"], hps.batch_size, data.target_steps, False, hps.random_scale_factor,
-                     hps.augment_stroke_prob, seed=0)
-    batches = [loader.random_batch(i) for i in range(args.warmup + args.steps)]
-    lengths = np.concatenate([b.lengths for b in batches])
+    n_steps = args.warmup + args.steps
+
+    def make_batches(pad: bool):
+        loader = Batches(data.splits["train"], hps.batch_size, data.target_steps, pad, hps.random_scale_factor,
+                         hps.augment_stroke_prob, seed=0)
+        return [loader.random_batch(i) for i in range(n_steps)]
+
+    batches = {False: make_batches(False), True: make_batches(True)}
+    lengths = np.concatenate([b.lengths for b in batches[False]])
     print(f"data: {args.data}: N_max {data.max_len}, batches of {hps.batch_size} padded to {data.target_steps} "
           f"steps (lengths in these batches: mean {lengths.mean():.0f}, max {lengths.max()})")
     print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, flush-denormal on; "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+          f"median of {args.steps} steps after {args.warmup} warm-up; every configuration's step i runs right "
+          f"after the baseline's step i (interleaved), and its ratio is the median of those per-step ratios")
 
-    def run_baseline():
-        torch.manual_seed(0)
-        model = PlainPort(hps).to(device).train()
-        return time_steps(baseline_step(model, torch.optim.Adam(model.parameters()), device), batches,
-                          args.warmup, device), count_parameters(model)
-
-    base_times, base_params = run_baseline()
-    rows = []
-    for cell, rd, impl, pad, precision in configs(args.cells.split(","), args.impls.split(","),
-                                                  args.precisions.split(",")):
+    torch.manual_seed(0)
+    base_model = PlainPort(hps).to(device).train()
+    base_params = count_parameters(base_model)
+    runs = [("baseline", baseline_step(base_model, torch.optim.Adam(base_model.parameters()), device), False)]
+    specs = configs(args.cells.split(","), args.impls.split(","), args.precisions.split(","))
+    for cell, rd, impl, pad, precision in specs:
         h = hps.replace(enc_model=cell, dec_model=cell, use_recurrent_dropout=rd, pad_to_batch=pad, precision=precision)
         torch.manual_seed(0)
         model = SketchRNN(h).to(device).train()
         model.set_rnn_impl(impl)
-        run_batches = batches
-        if pad:
-            loader_b = Batches(data.splits["train"], hps.batch_size, data.target_steps, True,
-                               hps.random_scale_factor, hps.augment_stroke_prob, seed=0)
-            run_batches = [loader_b.random_batch(i) for i in range(args.warmup + args.steps)]
-        t0 = time.perf_counter()
-        try:
-            times = time_steps(ours_step(model, torch.optim.Adam(model.parameters()), device), run_batches,
-                               args.warmup, device)
-        except Exception as e:  # e.g. torch.compile without a working compiler
-            print(f"  {cell} rd={rd} {impl}: failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
-            continue
-        total = time.perf_counter() - t0
-        rows.append((cell, rd, impl, pad, precision, statistics.median(times), total - sum(times)))
-        print(f"  measured {cell:10s} recurrent_dropout={str(rd):5s} {impl:7s}{' pad_to_batch' if pad else ''} "
-              f"{precision}: {statistics.median(times) * 1000:.0f} ms/step", flush=True)
-    base_times += run_baseline()[0]
+        runs.append(((cell, rd, impl, pad, precision), ours_step(model, torch.optim.Adam(model.parameters()), device),
+                     pad))
+    times = {key: [] for key, _, _ in runs}
+    failed = {}
+    for i in range(n_steps):
+        for key, step, pad in runs:
+            if key in failed:
+                continue
+            try:
+                t = time_steps(lambda batch, _i, step=step, i=i: step(batch, i), [batches[pad][i]], 0, device)[0]
+            except Exception as e:  # noqa: BLE001 (e.g. torch.compile without a working compiler: report, go on)
+                failed[key] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+                print(f"  {key}: failed: {failed[key]}", flush=True)
+                continue
+            times[key].append(t)
+        print(f"  step {i + 1}/{n_steps}: baseline {times['baseline'][-1] * 1000:.0f} ms, "
+              + ", ".join(f"{k[0]}{'+rd' if k[1] else ''} {k[2]}{' pad' if k[3] else ''} {k[4]} {v[-1] * 1000:.0f}"
+                          for k, v in times.items() if k != "baseline" and len(v) == i + 1), flush=True)
+    base_times = times["baseline"][args.warmup:]
     base = statistics.median(base_times)
 
     print()
-    print(f"{'model':40s} {'impl':8s} {'ms/step':>8s} {'sketches/s':>10s} {'vs plain port':>13s}")
-    print(f"{'plain nn.LSTM port (baseline)':40s} {'nn.LSTM':8s} {base * 1000:8.0f} {hps.batch_size / base:10.1f} "
-          f"{'1.00':>13s}   ({base_params:,} params; runs {', '.join(f'{t * 1000:.0f}' for t in base_times)} ms)")
-    for cell, rd, impl, pad, precision, t, warm in rows:
-        name = f"{cell}, {'recurrent dropout' if rd else 'no rec. dropout'}" + (", pad to batch" if pad else "") \
-            + (f", {precision}" if precision != "fp32" else "")
-        extra = f"   (first steps +{warm:.0f} s: compiling)" if impl == "compile" and warm > 5 else ""
-        print(f"{name:40s} {impl:8s} {t * 1000:8.0f} {hps.batch_size / t:10.1f} {t / base:13.2f}{extra}")
+    print(f"{'model':52s} {'impl':12s} {'ms/step':>8s} {'sketches/s':>10s} {'vs plain port':>13s}")
+    print(f"{'plain nn.LSTM port (baseline)':52s} {'nn.LSTM':12s} {base * 1000:8.0f} {hps.batch_size / base:10.1f} "
+          f"{'1.00':>13s}   ({base_params:,} params; steps {', '.join(f'{t * 1000:.0f}' for t in base_times)} ms)")
+    autos = {}
+    for key, _, _ in runs[1:]:
+        if key in failed:
+            continue
+        cell, rd, impl, pad, precision = key
+        measured = times[key][args.warmup:]
+        t = statistics.median(measured)
+        ratio = statistics.median(m / b for m, b in zip(measured, base_times))
+        if (cell, rd) not in autos:
+            autos[cell, rd] = auto_impl(cell, rd)
+        name = f"{cell}, {'recurrent dropout' if rd else 'no rec. dropout'}" + (", pad_to_batch" if pad else "") \
+            + (f", precision={precision}" if precision != "fp32" else "")
+        label = impl + (" (auto)" if autos[cell, rd] == impl else "")
+        print(f"{name:52s} {label:12s} {t * 1000:8.0f} {hps.batch_size / t:10.1f} {ratio:13.2f}")
 
     if args.sample:
         torch.manual_seed(0)

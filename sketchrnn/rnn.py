@@ -23,8 +23,6 @@ encoder does with sequences sorted longest first; a finished row keeps its final
 """
 from __future__ import annotations
 
-from typing import List, Optional
-
 import torch
 from torch import Tensor
 
@@ -36,7 +34,7 @@ class _Product:
     reordered once for oneDNN (measured 1.15x (bfloat16) to 1.35x (float32) faster per step than
     torch.mm, which repacks it on every call); elsewhere, or where this torch lacks the op, torch.mm."""
 
-    def __init__(self, w: Tensor, low: bool, batch: int, bias: Optional[Tensor] = None):
+    def __init__(self, w: Tensor, low: bool, batch: int, bias: Tensor | None = None):
         dtype = torch.bfloat16 if low else torch.float32
         self.w = w.to(dtype).contiguous()
         self.bias = None if bias is None else bias.to(dtype)
@@ -57,9 +55,9 @@ class _LSTMSequence(torch.autograd.Function):
     """(xp (T, B, 4H), h0, c0, W_hh (4H, H), [gamma, beta, gamma_c, beta_c]) -> (outputs (T, B, H), h_T, c_T)."""
 
     @staticmethod
-    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, gamma: Optional[Tensor],
-                beta: Optional[Tensor], gamma_c: Optional[Tensor], beta_c: Optional[Tensor],
-                masks: Optional[Tensor], batch_sizes: Optional[List[int]], low: bool):
+    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, gamma: Tensor | None,
+                beta: Tensor | None, gamma_c: Tensor | None, beta_c: Tensor | None,
+                masks: Tensor | None, batch_sizes: list[int] | None, low: bool):
         ctx.set_materialize_grads(False)
         ln = gamma is not None
         t_max, b = xp.shape[0], xp.shape[1]
@@ -114,7 +112,7 @@ class _LSTMSequence(torch.autograd.Function):
         return hs[1:], hs[t_max].clone(), cs[t_max].clone()
 
     @staticmethod
-    def backward(ctx, d_out: Optional[Tensor], d_h: Optional[Tensor], d_c: Optional[Tensor]):
+    def backward(ctx, d_out: Tensor | None, d_h: Tensor | None, d_c: Tensor | None):
         # Per step, on (B, .) slices that stay in cache: computing the gate derivatives for all steps
         # at once in (T, B, 4H) tensors was measured slower (memory-bound passes over ~200 MB each).
         (w_hh,) = ctx.saved_tensors
@@ -215,8 +213,8 @@ def low_precision(device_type: str) -> bool:
     return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
 
 
-def lstm_sequence(kind: str, xp: Tensor, state: tuple, params: tuple, masks: Optional[Tensor],
-                  batch_sizes: Optional[List[int]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def lstm_sequence(kind: str, xp: Tensor, state: tuple, params: tuple, masks: Tensor | None,
+                  batch_sizes: list[int] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Run an `lstm` or `layer_norm` cell over xp (T, B, 4H), the input projection of all steps (no forget
     bias), from `state` (h, c), with `params` the cell's `step_params()` and `masks` (T, B, H) or None.
     Returns (outputs (T, B, H), (h_T, c_T)), float32."""

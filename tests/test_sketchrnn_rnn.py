@@ -6,13 +6,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sketchrnn import rnn  # noqa: E402
-from sketchrnn.data import Batches, Split  # noqa: E402
-from sketchrnn.model import HParams, Recurrent, SketchRNN  # noqa: E402
+from sketchrnn import rnn
+from sketchrnn.data import Batches, Split
+from sketchrnn.model import HParams, Recurrent, SketchRNN
 
 torch.set_num_threads(1)
 
-SMALL = dict(enc_rnn_size=16, dec_rnn_size=24, z_size=8, num_mixture=3, batch_size=8)
+SMALL = {"enc_rnn_size": 16, "dec_rnn_size": 24, "z_size": 8, "num_mixture": 3, "batch_size": 8}
 
 
 def batch(n=8, seed=0):
@@ -54,7 +54,7 @@ def test_fast_equals_the_loop_float32(cell, dropout):
     torch.manual_seed(0)
     model = SketchRNN(HParams(enc_model=cell, dec_model=cell, **SMALL, use_recurrent_dropout=dropout,
                               recurrent_dropout_prob=0.7)).train()
-    loop, fast = assert_same(model, x, lengths, steps, rtol=2e-6, atol=1e-5)
+    _, fast = assert_same(model, x, lengths, steps, rtol=2e-6, atol=1e-5)
     if dropout:       # the masks really were drawn (and drawn alike): another seed gives another cost
         other, _ = run(model, "fast", x, lengths, steps, seed=4)
         assert other.cost.item() != fast.cost.item()
