@@ -119,12 +119,18 @@ def tf_to_torch(arrays: dict[str, np.ndarray], enc_model: str, dec_model: str, c
     with `shapes` (torch name -> shape) every result is checked against it. `gate_order` is the TF
     block order (the default is the reference's; anything else is for tests that must fail)."""
     out: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
     missing = []
     for m in variable_map(enc_model, dec_model, conditional):
         if m.tf not in arrays:
             missing.append(m.tf)
             continue
+        origin.setdefault(m.torch, m.tf)
         a = np.asarray(arrays[m.tf])
+        if (m.kind in ("gates_w", "gates_v") and (a.ndim != (2 if m.kind == "gates_w" else 1) or a.shape[-1] % 4)) \
+                or (m.kind in ("linear", "rows_T") and a.ndim != 2):
+            raise MagentaImportError(f"{m.tf}: shape {a.shape} does not fit the model the other variables describe",
+                                     path=source)
         if m.kind == "linear":
             out[m.torch] = a.T
         elif m.kind == "copy":
@@ -137,17 +143,22 @@ def tf_to_torch(arrays: dict[str, np.ndarray], enc_model: str, dec_model: str, c
             parts = out.setdefault(m.torch, [None] * 4)
             parts[m.block] = a.T if m.kind == "rows_T" else a
     if missing:
-        raise MagentaImportError(f"{len(missing)} variable(s) of a {'conditional' if conditional else 'unconditional'} "
-                           f"{enc_model + '/' if conditional else ''}{dec_model} model missing, first {missing[0]!r}",
-                           path=source)
+        kind = f"conditional {enc_model}/{dec_model}" if conditional else f"unconditional {dec_model}"
+        raise MagentaImportError(f"{len(missing)} variable(s) of a {kind} model missing, first {missing[0]!r}",
+                                 path=source)
     for name, value in list(out.items()):
         if isinstance(value, list):
-            out[name] = np.stack(value) if name.endswith(("alpha_x", "alpha_h", "beta_h")) \
-                else np.concatenate(value, 0)
+            try:
+                out[name] = np.stack(value) if name.endswith(("alpha_x", "alpha_h", "beta_h")) \
+                    else np.concatenate(value, 0)
+            except ValueError:
+                raise MagentaImportError(f"the per-gate variables of {origin[name].rsplit('/', 3)[0]} differ in "
+                                         "shape", path=source) from None
         out[name] = np.ascontiguousarray(out[name])
         if shapes is not None and tuple(out[name].shape) != tuple(shapes[name]):
-            raise MagentaImportError(f"{name}: shape {tuple(out[name].shape)} from the checkpoint, the model needs "
-                               f"{tuple(shapes[name])}", path=source)
+            raise MagentaImportError(f"{origin[name]}: shape {tuple(arrays[origin[name]].shape)} does not fit the "
+                                     f"model the other variables describe (here {name} {tuple(shapes[name])})",
+                                     path=source)
     return out
 
 
@@ -163,9 +174,12 @@ def architecture(shapes: dict[str, tuple], source: str = "checkpoint") -> dict:
                 return kind
         return None
 
+    for name, shape in shapes.items():
+        if name.startswith(f"{ROOT}/") and any(d < 0 for d in shape):
+            raise MagentaImportError(f"{name} has an impossible shape {tuple(shape)} (damaged file?)", path=source)
     dec = cell_kind(f"{ROOT}/RNN")
     out_w = shapes.get(f"{ROOT}/RNN/output_w")
-    if dec is None or out_w is None or len(out_w) != 2 or (out_w[1] - 3) % 6 or out_w[1] <= 3:
+    if dec is None or out_w is None or len(out_w) != 2 or (out_w[1] - 3) % 6 or out_w[1] <= 3 or out_w[0] < 1:
         raise MagentaImportError(f"no sketch-rnn decoder in this checkpoint (no {ROOT}/RNN/<cell>/W_hh and output_w); "
                            "is it a Magenta sketch_rnn checkpoint?", path=source)
     arch = {"dec_model": dec, "dec_rnn_size": int(out_w[0]), "num_mixture": (int(out_w[1]) - 3) // 6}

@@ -13,6 +13,7 @@ tensor's crc32c is checked.
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -245,12 +246,17 @@ class TFCheckpoint:
             kind = DTYPE_NAMES.get(e.dtype, f"dtype {e.dtype}")
             raise CheckpointFormatError(f"{name}: {kind} tensors are not supported", path=self.index_path)
         dtype = np.dtype(DTYPES[e.dtype]).newbyteorder(">" if self.big_endian else "<")
-        count = int(np.prod(e.shape)) if e.shape else 1
-        if count * dtype.itemsize != e.size or count < 0:
+        count = math.prod(e.shape)           # Python ints: a crafted shape cannot overflow
+        if min(e.shape, default=0) < 0 or count * dtype.itemsize != e.size:
             raise CheckpointFormatError(f"{name}: {e.size} bytes stored for shape {e.shape}", path=self.index_path)
+        if not 0 <= e.shard < self.num_shards:
+            raise CheckpointFormatError(f"{name}: shard {e.shard} of {self.num_shards}", path=self.index_path)
         path = self.data_path(e.shard)
         try:
             with open(path, "rb") as f:
+                if e.offset + e.size > os.fstat(f.fileno()).st_size:   # checked before allocating the tensor
+                    raise CheckpointFormatError(f"{name}: file ends inside the tensor (truncated download?)",
+                                                path=path)
                 f.seek(e.offset)
                 raw = f.read(e.size)
         except FileNotFoundError:
