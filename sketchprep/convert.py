@@ -162,7 +162,7 @@ def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False)
     """Units of work: ("ndjson_range", path, input_index, start, end, first_line or None),
     ("ndjson", path, input_index, first_line, blob of lines, bytes),
     ("bin", path, input_index, first_record, data, truncated, bytes), ("svg", [(input_index, path), ...], bytes)
-    and ("problem", path, input_index, reason, message) for a whole file that cannot be read."""
+    and ("problem", path, input_index, reason, message[, line]) for a file that cannot be read (on)."""
     svg_files: list[tuple[int, str]] = []
     line_counts: dict[int, int] = {}
     for index, path in enumerate(files):
@@ -174,6 +174,8 @@ def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False)
                         yield ("bin", path, index, first, data, truncated, nbytes - done)
                         done = nbytes
             except OSError as e:
+            except bin_source.RecordTooLarge as e:
+                yield ("problem", path, index, "too_many_points", str(e), e.record)
                 yield ("problem", path, index, "unreadable_file", f"cannot read: {e.strerror or e}")
         elif ndjson_source.is_ndjson(path) and path != "-" and not path.endswith(".gz"):
             # a plain file: workers read their own chunk (the main process only finds the line boundaries);
@@ -332,9 +334,9 @@ class ChunkResult:
 def process_task(task: tuple, opts: ConvertOptions) -> ChunkResult:
     """Read one unit of work and run every per-drawing step on it."""
     if task[0] == "problem":  # a whole file that cannot be read as drawings
-        _, path, index, reason, message = task
-        return ChunkResult(Kept.empty(), Counter({reason: 1}), [Problem(reason, path, None, message)], Counter(), 1,
-                           source_counts={index: [1, 0]})
+        _, path, index, reason, message, *line = task
+        return ChunkResult(Kept.empty(), Counter({reason: 1}), [Problem(reason, path, (line or [None])[0], message)],
+                           Counter(), 1, source_counts={index: [1, 0]})
     if task[0] == "ndjson_range":
         _, path, index, start, end, first = task
         blob = ndjson_source.read_range(path, start, end, opts.limits.line_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import struct
 import zlib
 from pathlib import Path
 
@@ -304,9 +305,19 @@ def test_simplified_coordinate_overflow_says_what_helps(tmp_path):
     assert "0-255 box" in out.stdout and "smaller --size" not in out.stdout
 
 
-def test_bin_file_with_a_truncated_record(tmp_path):
-    import struct
+@pytest.mark.parametrize("name, data", [
+    ("noise.bin", random.Random(3).randbytes(3_000_000)),
+    ("huge.bin", struct.pack("<Q2sbIH", 1, b"US", 1, 0, 60_000)
+     + (b"\xff\xff" + bytes(2 * 65535)) * 40),
+], ids=["garbage", "one-huge-record"])
+def test_bin_record_over_the_points_bound_stops_that_file(tmp_path, name, data):
+    write(tmp_path, name, data)
+    write(tmp_path, "good.ndjson", raw_line(0))
+    out = convert(tmp_path, [name, "good.ndjson"], reason="too_many_points", where=f"{name}:1", max_mb=300)
+    assert "the rest of the file is not read" in out.stdout
 
+
+def test_bin_file_with_a_truncated_record(tmp_path):
     rec = struct.pack("<Q2sbIH", 1, b"US", 1, 0, 1) + struct.pack("<H", 3) + bytes([0, 50, 255]) + bytes([0, 90, 30])
     write(tmp_path, "cat.bin", rec + rec[:-4])
     convert(tmp_path, ["cat.bin"], reason="bad_drawing")

@@ -33,23 +33,41 @@ def word_from_path(path: str) -> str:
     return name.removeprefix("full_binary_")  # Google's bucket names files full_binary_<word>.bin
 
 
-def _record_end(buf: bytes, pos: int) -> int:
-    """End offset of the record starting at `pos`, or -1 when the buffer ends inside it."""
+class RecordTooLarge(Exception):
+    """A record that declares more points than the bound; the file is not read past it."""
+
+    def __init__(self, record: int, max_points: int):
+        super().__init__(f"record {record} declares more than {max_points:,} points (raise the bound with --limit "
+                         "points-per-drawing=N); the rest of the file is not read")
+        self.record = record
+
+
+def _record_end(buf: bytes, pos: int, max_points: int | None = None) -> int:
+    """End offset of the record starting at `pos`; -1 when the buffer ends inside it, -2 when it declares
+    more than `max_points` points (known from its stroke headers before its points are read)."""
     end = pos + HEADER.size
     if end > len(buf):
         return -1
     n_strokes = HEADER.unpack_from(buf, pos)[4]
+    points = 0
     for _ in range(n_strokes):
         if end + 2 > len(buf):
             return -1
-        end += 2 + 2 * U16.unpack_from(buf, end)[0]
+        n = U16.unpack_from(buf, end)[0]
+        points += n
+        if max_points is not None and points > max_points:
+            return -2
+        end += 2 + 2 * n
     return end if end <= len(buf) else -1
 
 
-def iter_record_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes, int, bool]]:
+def iter_record_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
+                       max_points: int | None = None) -> Iterator[tuple[int, bytes, int, bool]]:
     """Yield (first record number, bytes of whole records, bytes read so far, truncated).
 
     `truncated` is True on the last chunk when the file ends inside a record (its bytes are dropped).
+    A record declaring more than `max_points` points raises `RecordTooLarge` after the records before
+    it were yielded, so no more than one bounded record is ever held.
     """
     first, done, rest = 1, 0, b""
     while True:
@@ -57,7 +75,11 @@ def iter_record_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iter
         buf = rest + block
         pos, count = 0, 0
         while True:
-            end = _record_end(buf, pos)
+            end = _record_end(buf, pos, max_points)
+            if end == -2:
+                if count:
+                    yield first, buf[:pos], done + len(block), False
+                raise RecordTooLarge(first + count, max_points)
             if end < 0:
                 break
             pos, count = end, count + 1
