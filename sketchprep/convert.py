@@ -170,7 +170,8 @@ def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False)
             try:
                 with open(path, "rb") as stream:
                     done = 0
-                    for first, data, nbytes, truncated in bin_source.iter_record_chunks(stream):
+                    for first, data, nbytes, truncated in bin_source.iter_record_chunks(
+                            stream, max_points=opts.limits.points_per_drawing):
                         yield ("bin", path, index, first, data, truncated, nbytes - done)
                         done = nbytes
             except OSError as e:
