@@ -174,9 +174,9 @@ def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False)
                             stream, max_points=opts.limits.points_per_drawing):
                         yield ("bin", path, index, first, data, truncated, nbytes - done)
                         done = nbytes
-            except OSError as e:
             except bin_source.RecordTooLarge as e:
                 yield ("problem", path, index, "too_many_points", str(e), e.record)
+            except OSError as e:
                 yield ("problem", path, index, "unreadable_file", f"cannot read: {e.strerror or e}")
         elif ndjson_source.is_ndjson(path) and path != "-" and not path.endswith(".gz"):
             # a plain file: workers read their own chunk (the main process only finds the line boundaries);
