@@ -232,17 +232,27 @@ WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 PAGE_FILES = ("index.html", "app.js", "sketchrnn-lite.js", "model.gen.json")
 
 
-def dataset_size(data_files: list[str]) -> float:
-    """The box the run's drawings were normalised into (convert's --size; 255 when unknown or 0)."""
+def dataset_size(data_files: list[str], sample: int = 2000) -> float:
+    """The box the run's drawings fill, in data units: convert's --size from the first dataset's metadata;
+    for a dataset without it, the median larger extent of its first `sample` train drawings; 255
+    (convert's default) when neither is known."""
     from sketchprep.dataset import load_dataset
 
     for path in data_files[:1]:
         try:
-            size = float((load_dataset(path).meta.get("options") or {}).get("size") or 0)
-        except (SketchprepError, OSError, ValueError):  # the data moved or has no metadata: the default box
-            size = 0.0
+            ds = load_dataset(path)
+        except (SketchprepError, OSError, ValueError):  # the data moved: the default box
+            break
+        size = float((ds.meta.get("options") or {}).get("size") or 0)
         if size > 0 and math.isfinite(size):
             return size
+        extents = []
+        for s in ds.splits.get("train", [])[:sample]:
+            xy = np.cumsum(np.asarray(s, dtype=np.float64)[:, :2], axis=0)
+            if len(xy):
+                extents.append(float((xy.max(0) - xy.min(0)).max()))
+        if extents and np.median(extents) > 0:
+            return float(np.median(extents))
     return 255.0
 
 

@@ -15,12 +15,13 @@ torch = pytest.importorskip("torch")
 from conftest import REPO, SAMPLE, shared_data
 
 from sketchprep.cli import main
-from sketchprep.dataset import load_dataset
+from sketchprep.dataset import load_dataset, save_dataset
 from sketchrnn.magenta_js import (
     MAX_WEIGHT,
     Q_MAX,
     ModelFormatError,
     check_exportable,
+    dataset_size,
     js_model,
     parse_js_model,
     quantize,
@@ -141,7 +142,7 @@ def test_the_browser_preset_is_exportable():
     check_exportable(HParams.from_dict(read_preset("browser")))
 
 
-def test_export_of_a_conditional_run_fails_before_writing(tmp_path, sample_npz):
+def test_a_conditional_run_is_not_exported_but_completes(tmp_path, sample_npz):
     run = tmp_path / "cond"
     train([str(sample_npz)], run, HParams(enc_rnn_size=8, dec_rnn_size=8, z_size=4, num_mixture=20,
                                           batch_size=10, save_every=2), max_steps=2, samples=0)
@@ -150,6 +151,19 @@ def test_export_of_a_conditional_run_fails_before_writing(tmp_path, sample_npz):
     assert r.exit_code == 1
     assert "cannot run this model: it is conditional" in r.output and "--preset browser" in r.output
     assert not out.exists() and "Traceback" not in r.output
+    # complete decodes with z = the encoder's mu of the prefix
+    prefix = np.array([[10, 20, 0], [15, -4, 0], [9, 7, 1]], dtype=np.float32)
+    done = complete(load_run(run), prefix, n=4, max_steps=6, seed=1)
+    assert len(done) == 4 and all(np.array_equal(d[:3, :2], prefix[:, :2]) for d in done)
+
+
+def test_the_page_box_is_convert_size_or_the_median_extent(tmp_path, sample_npz):
+    assert dataset_size([str(sample_npz)]) == 255.0                  # convert's --size, from the metadata
+    square = np.array([[0, 0, 0], [100, 0, 0], [0, 60, 0], [-100, 0, 1]], dtype=np.int16)
+    wide = np.array([[0, 0, 0], [300, 0, 1]], dtype=np.int16)
+    save_dataset(tmp_path / "plain.npz", {"train": [square, square, wide], "valid": [], "test": []})
+    assert dataset_size([str(tmp_path / "plain.npz")]) == 100.0      # no metadata: the median extent
+    assert dataset_size([str(tmp_path / "moved.npz")]) == dataset_size([]) == 255.0
 
 
 @pytest.mark.parametrize("content, words", [
