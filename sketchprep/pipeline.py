@@ -292,7 +292,7 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = _read_state(state_path)
     results: list[StepResult] = []
     failure = None
     for step in plan(recipe, out):
