@@ -254,6 +254,16 @@ def plan(recipe: Recipe, out: Path) -> list[Step]:
     return steps
 
 
+def _read_state(path: Path) -> dict:
+    """The fingerprints of the last successful steps; a damaged or foreign state file only means every step
+    runs again."""
+    try:
+        state = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def _fingerprint(step: Step, out: Path) -> str:
     """Hash of the step's command lines and of the paths, sizes and mtimes of everything it reads."""
     h = hashlib.sha256()
