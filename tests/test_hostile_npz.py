@@ -466,3 +466,14 @@ def test_train_refuses_what_validate_calls_a_layout_error(tmp_path):
     _layout_file(tmp_path, {"train": object_of([np.array([["a", "b", "c"]])] * 4)})
     run_case(tmp_path, ["train", "x.npz", "--out", "run", "--max-steps", "1"],
              message="train: 4 sketches are not (n, 3) numeric arrays; #0 is <U1 (1, 3)", max_seconds=TORCH_SECONDS)
+
+
+@pytest.mark.parametrize("state", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+def test_a_damaged_pipeline_state_file_only_means_steps_run_again(tmp_path, state):
+    (tmp_path / "r.toml").write_bytes(b'[convert]\ninputs = ["in.ndjson"]\nmultiple = 1\nsplit = "1/0/0"\n')
+    (tmp_path / "in.ndjson").write_text(json.dumps({"word": "cat", "key_id": "1", "recognized": True,
+                                                    "drawing": [[[0, 10, 20], [0, 5, 30]]]}) + "\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".pipeline-state.json").write_bytes(state)
+    run_case(tmp_path, ["pipeline", "run", "r.toml", "--out", "out"], rc=0,
+             creates=("out/.pipeline-state.json", "out/dataset.npz", "out/convert.txt", "out/report.md"))
