@@ -269,12 +269,11 @@ def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_fa
     check_exportable(run.hps, run.path)
     os.makedirs(folder, exist_ok=True)
     summary = export_js_model(run, os.path.join(folder, "model.gen.json"), name, scale_factor)
-    script = "sketchrnn-lite.js"
-    for asset in ("app.js", "sketchrnn-lite.js"):
-        shutil.copyfile(os.path.join(WEB_DIR, asset), os.path.join(folder, asset))
-    if runtime_js is not None:
-        script = "magentasketch.js"
-        shutil.copyfile(runtime_js, os.path.join(folder, script))
+    script = "sketchrnn-lite.js" if runtime_js is None else "magentasketch.js"
+    copies = [(os.path.join(WEB_DIR, a), a) for a in ("app.js", "sketchrnn-lite.js")]
+    for src, asset in copies + ([(str(runtime_js), script)] if runtime_js is not None else []):
+        with open(src, "rb") as f_in, atomic_output(os.path.join(folder, asset)) as f_out:
+            shutil.copyfileobj(f_in, f_out)
     config = {"model": "model.gen.json", "size": dataset_size(run.data_files),
               "runtime": "magenta" if runtime_js is not None else "lite", "seed": int(seed)}
     with open(os.path.join(WEB_DIR, "index.html"), encoding="utf-8") as f:
