@@ -235,7 +235,7 @@ def test_import_of_an_export_draws_the_same_greedy_drawing(exported, browser_run
     assert imported.scale_factor == pytest.approx(original.scale_factor)
     a, b = _greedy(original), _greedy(imported)
     np.testing.assert_array_equal(a[:, 2:], b[:, 2:])
-    np.testing.assert_allclose(a[:, :2], b[:, :2], atol=0.05 * original.scale_factor)
+    np.testing.assert_allclose(a[:, :2], b[:, :2], atol=0.005 * original.scale_factor)
     # and export of the import gives back the same file
     again = tmp_path / "again.gen.json"
     assert invoke("export", tmp_path / "imported", "-o", again, "--name", "sample").exit_code == 0
