@@ -77,6 +77,13 @@ def test_a_unicode_error_names_its_file_when_the_library_knows_it():
     assert "Error: recipe.toml: cannot decode text as utf-8" in result.output
 
 
+def test_sigterm_unwinds_like_ctrl_c_with_its_own_code_and_words():
+    from sketchprep.errors import Terminated
+
+    result = CliRunner().invoke(group_raising(Terminated()), ["sub", "deep"])
+    assert result.exit_code == 143 and result.output.startswith("Error: terminated (SIGTERM)"), result.output
+
+
 def test_a_real_bug_keeps_its_traceback():
     result = CliRunner().invoke(group_raising(ZeroDivisionError("bug")), ["boom"])
     assert isinstance(result.exception, ZeroDivisionError)
