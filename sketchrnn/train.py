@@ -147,7 +147,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 # Largest sizes a checkpoint may ask for (a sketch-rnn uses 256-2048 units); `--set` can go past them for
 # a new run, but a file from elsewhere cannot make the model builder allocate more than this.
 CHECKPOINT_MAX = {"enc_rnn_size": 16384, "dec_rnn_size": 16384, "z_size": 16384, "num_mixture": 1024,
-                  "hyper_num_units": 16384, "hyper_embedding_size": 4096, "max_seq_len": 1_000_000}
+                  "hyper_num_units": 16384, "hyper_embedding_size": 4096, "max_seq_len": 100_000}
 
 
 def check_checkpoint(ckpt: dict, path: str) -> None:
@@ -179,6 +179,8 @@ def check_checkpoint(ckpt: dict, path: str) -> None:
         value = ckpt.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise bad(f"{name} {value!r} is not an integer >= 0")
+    if ckpt["max_len"] > hps.max_seq_len:  # sampling runs max_len + 1 decoder steps
+        raise bad(f"max_len {ckpt['max_len']} is over its hparam max_seq_len {hps.max_seq_len}")
     files = ckpt.get("data_files")
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise bad("data_files is not a list of file names")
