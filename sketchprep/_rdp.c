@@ -20,9 +20,10 @@
  *   its own, with the arithmetic of a per-stroke np.cumsum + np.interp (see simplify.py): the result of a
  *   stroke never depends on the other strokes of the batch, and matches the numpy fallback bit for bit.
  *
- * stroke_lengths(points, offsets, lengths)
- *   lengths (float64, S) receives every stroke's arc length: what a bound on the resampled point count
- *   needs before anything is resampled.
+ * stroke_lengths(points, offsets, lengths, boxes)
+ *   lengths (float64, S) receives every stroke's arc length and boxes (float64, 4*S) its bounding box
+ *   (min x, min y, max x, max y): what a bound on the resampled point count needs before anything is
+ *   resampled, in one pass over the points.
  *
  * Every distance and sample is computed with plain IEEE double operations in the order written, never fused
  * (a fused multiply-add would change the last bit and so which of two exactly tied points RDP keeps).
@@ -244,27 +245,39 @@ done:
 
 static PyObject *stroke_lengths(PyObject *self, PyObject *args)
 {
-    Py_buffer pts, offs, lengths;
-    if (!PyArg_ParseTuple(args, "y*y*w*", &pts, &offs, &lengths)) return NULL;
+    Py_buffer pts, offs, lengths, boxes;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &pts, &offs, &lengths, &boxes)) return NULL;
     PyObject *result = NULL;
     int64_t n_points = pts.len / (Py_ssize_t)(2 * sizeof(double));
     int64_t n_offsets = offs.len / (Py_ssize_t)sizeof(int64_t);
     const double *p = (const double *)pts.buf;
     const int64_t *o = (const int64_t *)offs.buf;
-    double *l = (double *)lengths.buf;
-    if (lengths.len != (n_offsets > 0 ? n_offsets - 1 : 0) * (Py_ssize_t)sizeof(double)) {
-        PyErr_SetString(PyExc_ValueError, "lengths must have one float64 per stroke");
+    double *l = (double *)lengths.buf, *bx = (double *)boxes.buf;
+    if (lengths.len != (n_offsets > 0 ? n_offsets - 1 : 0) * (Py_ssize_t)sizeof(double)
+        || boxes.len != 4 * lengths.len) {
+        PyErr_SetString(PyExc_ValueError, "lengths must have one float64 per stroke and boxes four");
         goto done;
     }
     if (check_offsets(o, n_offsets, n_points) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
     for (int64_t s = 0; s + 1 < n_offsets; s++) {
         double total = 0.0;
+        double x0 = o[s] < o[s + 1] ? p[2 * o[s]] : 0.0, y0 = o[s] < o[s + 1] ? p[2 * o[s] + 1] : 0.0;
+        double x1 = x0, y1 = y0;
         for (int64_t i = o[s] + 1; i < o[s + 1]; i++) {
-            double dx = p[2 * i] - p[2 * i - 2], dy = p[2 * i + 1] - p[2 * i - 1];
+            double x = p[2 * i], y = p[2 * i + 1];
+            double dx = x - p[2 * i - 2], dy = y - p[2 * i - 1];
             total += sqrt(dx * dx + dy * dy);
+            if (x < x0) x0 = x;
+            if (x > x1) x1 = x;
+            if (y < y0) y0 = y;
+            if (y > y1) y1 = y;
         }
         l[s] = total;
+        bx[4 * s] = x0;
+        bx[4 * s + 1] = y0;
+        bx[4 * s + 2] = x1;
+        bx[4 * s + 3] = y1;
     }
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -273,6 +286,7 @@ done:
     PyBuffer_Release(&pts);
     PyBuffer_Release(&offs);
     PyBuffer_Release(&lengths);
+    PyBuffer_Release(&boxes);
     return result;
 }
 
@@ -472,7 +486,7 @@ static PyMethodDef methods[] = {
      "resample_simplify(points, offsets, spacing, epsilon, segment, transform) -> (points bytes, counts bytes)"},
     {"rdp_keep", rdp_keep, METH_VARARGS, "rdp_keep(points, offsets, epsilon, segment, keep) -> None"},
     {"resample_counts", resample_counts, METH_VARARGS, "resample_counts(points, offsets, spacing, counts) -> None"},
-    {"stroke_lengths", stroke_lengths, METH_VARARGS, "stroke_lengths(points, offsets, lengths) -> None"},
+    {"stroke_lengths", stroke_lengths, METH_VARARGS, "stroke_lengths(points, offsets, lengths, boxes) -> None"},
     {"resample_fill", resample_fill, METH_VARARGS, "resample_fill(points, offsets, spacing, out_offsets, out) -> None"},
     {NULL, NULL, 0, NULL},
 };

@@ -166,30 +166,37 @@ def resample_simplify_flat(flat: FlatDrawings, spacing: float, epsilon: float, d
                         _offsets(np.frombuffer(counts, dtype=np.int64)), flat.drawing_offsets)
 
 
-def stroke_lengths(flat: FlatDrawings) -> np.ndarray:
-    """(S,) float64 arc length of every stroke."""
+def stroke_lengths(flat: FlatDrawings) -> tuple[np.ndarray, np.ndarray]:
+    """(S,) float64 arc length and (S, 4) bounding box `[min x, min y, max x, max y]` of every stroke."""
     pts = np.ascontiguousarray(flat.points, dtype=np.float64).reshape(-1, 2)
     offs = np.ascontiguousarray(flat.stroke_offsets, dtype=np.int64)
+    n = max(len(offs) - 1, 0)
     if _c_kernel is not None:
-        out = np.zeros(max(len(offs) - 1, 0), dtype=np.float64)
-        _c_kernel.stroke_lengths(pts, offs, out)
-        return out
-    if len(offs) < 2 or not len(pts):
-        return np.zeros(max(len(offs) - 1, 0))
+        lengths, boxes = np.zeros(n), np.zeros((n, 4))
+        _c_kernel.stroke_lengths(pts, offs, lengths, boxes)
+        return lengths, boxes
+    if not n or not len(pts):
+        return np.zeros(n), np.zeros((n, 4))
     seg = np.zeros(len(pts))
     seg[1:] = np.hypot(*np.diff(pts, axis=0).T)  # seg[i]: from point i - 1 to point i
     seg[offs[:-1][offs[:-1] < len(pts)]] = 0.0   # no segment into the first point of a stroke
-    return np.add.reduceat(seg, np.minimum(offs[:-1], len(pts) - 1))  # (strokes are never empty)
+    starts = np.minimum(offs[:-1], len(pts) - 1)  # (strokes are never empty)
+    boxes = np.hstack([np.minimum.reduceat(pts, starts), np.maximum.reduceat(pts, starts)])
+    return np.add.reduceat(seg, starts), boxes
 
 
 def resampled_counts(flat: FlatDrawings, spacing: float, size: float | None = None) -> np.ndarray:
     """(S,) float64 upper bound of the points `resample_flat(normalize_flat(flat, size), spacing)` makes
-    per stroke (no normalising when `size` is None), from arc lengths alone: nothing is resampled."""
-    lengths = stroke_lengths(flat)
-    if size is not None and flat.n_drawings:
-        t = normalization(flat, size)
+    per stroke (no normalising when `size` is None), from arc lengths alone: nothing is resampled. One
+    pass over the points (the drawings' extents come from the strokes' boxes)."""
+    lengths, boxes = stroke_lengths(flat)
+    if size and flat.n_drawings:  # the scale of strokes.normalization
+        starts = flat.drawing_offsets[:-1]
+        extent = (np.maximum.reduceat(boxes[:, 2:], starts) - np.minimum.reduceat(boxes[:, :2], starts)).max(axis=1)
         with np.errstate(all="ignore"):
-            lengths = lengths * np.repeat(t[:, 2] / t[:, 3], np.diff(flat.drawing_offsets))
+            usable = (extent > 0) & np.isfinite(size / extent)
+            scale = np.where(usable, size / np.where(usable, extent, 1.0), 1.0)
+        lengths = lengths * np.repeat(scale, np.diff(flat.drawing_offsets))
     with np.errstate(all="ignore"):
         return np.floor(lengths / spacing) + 2
 

@@ -90,3 +90,28 @@ def test_parse_lines_reports_a_marker_as_line_too_long():
     batch = parse_lines(b'{"word": "a"}\n' + TOO_LONG_MARK + b"123\n", "x.ndjson", 5, 0, max_line=100)
     _, too_long = batch.problems
     assert (too_long.reason, too_long.line) == ("line_too_long", 6) and "123 bytes" in too_long.message
+
+
+coords = st.floats(-1000, 1000, allow_nan=False, allow_infinity=False)
+drawings = st.lists(st.lists(st.lists(st.tuples(coords, coords), min_size=1, max_size=8), min_size=1, max_size=3),
+                    min_size=1, max_size=4)
+
+
+@settings(max_examples=150)
+@given(drawings, st.sampled_from([None, 0.0, 255.0, 17.0]), st.sampled_from([1.0, 0.5, 3.0]))
+def test_resampled_counts_bound_what_resampling_makes(drawings, size, spacing):
+    import numpy as np
+
+    from sketchprep import simplify
+    from sketchprep.strokes import flatten, normalize_flat
+
+    flat = flatten([[np.array(s, dtype=np.float64) for s in d] for d in drawings])
+    bound = simplify.resampled_counts(flat, spacing, size)
+    made = np.diff(simplify.resample_flat(normalize_flat(flat, size) if size is not None else flat,
+                                          spacing).stroke_offsets)
+    assert (made <= bound).all() and (bound <= made + 2).all()
+    kernel, simplify._c_kernel = simplify._c_kernel, None  # the numpy fallback agrees
+    try:
+        assert np.allclose(simplify.resampled_counts(flat, spacing, size), bound, rtol=1e-12, atol=1)
+    finally:
+        simplify._c_kernel = kernel
