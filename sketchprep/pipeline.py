@@ -310,11 +310,11 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
         if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
             result = StepResult(step.name, "skipped", commands=step.commands,
                                 output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
-            result.pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
+            result.pictures = _pictures(step)
         else:
             state.pop(step.name, None)
             result = _run_step(step, on_progress)
-            result.pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
+            result.pictures = _pictures(step)
             if result.status == "ran":
                 state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
         results.append(result)
@@ -329,6 +329,14 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
     if failure is not None:
         raise PipelineError(f"step {failure.name!r} failed: {failure.error}")
     return results
+
+
+def _pictures(step: Step) -> list[Path]:
+    """What the report shows of a step: its pictures; for train, the grid of its last evaluation."""
+    pictures = [p for p in step.outputs if p.suffix == ".png" or p.name == "grids"]
+    if step.name == "train":
+        pictures += sorted(step.outputs[0].glob("samples/step-*.png"))[-1:]
+    return pictures
 
 
 def _run_step(step: Step, on_progress=None) -> StepResult:

@@ -346,7 +346,8 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
     Options (keywords): resume: continue from out_dir/latest.pt (its hparams and data files;
     `data_paths` may be empty); allow_data_change: resume although a data file's content changed;
     max_steps: stop when this many steps are done in total (default: hps.num_steps); max_seconds: stop
-    so that the run, its closing evaluation included, ends within this wall-clock budget; device
+    so that the run, its closing evaluation included, ends within this wall-clock budget, counted from
+    `started` (a time.time() value; default: when `train` is called); device
     ("auto"); rnn_impl ("auto", see SketchRNN.set_rnn_impl); patience: stop after this many
     evaluations without a better valid cost (0: never); samples: drawings in the grid written at
     every evaluation (0: none); log_every (20); log: receives one line per `log_every` steps and per
@@ -402,8 +403,8 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
            device: str = "auto", rnn_impl: str = "auto", patience: int = 0, samples: int = 16,
            log_every: int = 20, log: Callable[[str], None] | None = None,
            progress: Callable[[int], None] | None = None,
-           on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
-    t_begin = time.monotonic()
+           on_step: Callable[[int, dict], None] | None = None, started: float | None = None) -> TrainResult:
+    t_begin = started if started is not None else time.time()
     out = Path(out_dir)
     dist, dev = init_distributed(device)
     say = (log or (lambda s: None)) if dist.main else (lambda s: None)
@@ -577,7 +578,7 @@ def _train_run(data_paths, out: Path, hps, dist: Dist, dev, say, stop_signal, t_
             losses.cost.backward()
             torch.nn.utils.clip_grad_value_(model.parameters(), hps.grad_clip)
             # every process must agree on stopping (a signal or the clock reaches them at different moments)
-            elapsed = time.monotonic() - t_begin
+            elapsed = time.time() - t_begin
             step_guess = step_s if step_s is not None else time.perf_counter() - t_step
             closing = eval_seconds[0] if eval_seconds[0] is not None else n_eval_batches * step_guess / 3 + 1.0
             out_of_time = max_seconds is not None and elapsed + step_guess + closing >= max_seconds
@@ -637,7 +638,7 @@ def _train_run(data_paths, out: Path, hps, dist: Dist, dev, say, stop_signal, t_
     finally:
         metrics.close()
     return TrainResult(str(out), step, best, best_step, stopped, n_params, metrics.rows, stop_signal.signum,
-                       time.monotonic() - t_begin)
+                       time.time() - t_begin)
 
 
 def _check_replicas(model: SketchRNN, dist: Dist, device) -> None:

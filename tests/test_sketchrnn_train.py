@@ -186,7 +186,7 @@ def test_ddp_two_cpu_processes(data, tmp_path):
            "-m", "sketchprep", "train", data, "--out", str(tmp_path / "ddp"), "--max-steps", "4", "--threads", "1",
            "--set", "enc_rnn_size=8", "--set", "dec_rnn_size=12", "--set", "z_size=4", "--set", "num_mixture=3",
            "--set", "batch_size=8", "--set", "save_every=2", "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = _state(tmp_path / "ddp")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4

@@ -298,6 +298,7 @@ def test_pipeline_output_is_relative_to_the_recipe_and_shows_progress(tmp_path, 
     assert (folder / "made" / "report.md").exists() and not (elsewhere / "made").exists()
     assert "train     running ..." in result.output and "train     ran" in result.output
     assert (folder / "made" / "run" / "samples" / "step-000003.png").exists()   # preset by name
+    assert "![step-000003](run/samples/step-000003.png)" in (folder / "made" / "report.md").read_text()
 
 
 def test_pipeline_progress_reports_the_last_log_line(tmp_path):
@@ -311,3 +312,30 @@ def test_pipeline_progress_reports_the_last_log_line(tmp_path):
                          "--log-every", "1", "--samples", "0"], seen.append)
     assert proc.returncode == 0, proc.stderr
     assert any(line.startswith("train  step") and "s/step" in line for line in seen), seen
+
+
+def test_grids_go_to_tensorboard_as_images(data, tmp_path, monkeypatch):
+    """With tensorboard installed, every grid is also an image event (faked writer: tensorboard is optional)."""
+    from sketchrnn import train as train_module
+
+    images = []
+
+    class Writer:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def add_scalar(self, *args):
+            pass
+
+        def add_image(self, tag, array, step, dataformats):
+            images.append((tag, array.shape, step, dataformats))
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", type(sys)("fake_tensorboard"))
+    sys.modules["torch.utils.tensorboard"].SummaryWriter = Writer
+    train_module.train([data], tmp_path / "run", HParams(enc_rnn_size=8, dec_rnn_size=12, z_size=4, num_mixture=3,
+                                                          batch_size=8, save_every=2), max_steps=2)
+    assert sorted(i[0] for i in images) == ["reconstructions", "samples"]
+    assert all(i[2] == 2 and i[3] == "HWC" and i[1][2] == 3 for i in images)
