@@ -337,15 +337,15 @@ def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
     return np.asarray(sketches[i], dtype=np.float32), f"{os.path.basename(path)}:{split}:{i % len(sketches)}"
 
 
-PREFIX_FILE_TYPES = (".svg", ".ndjson")
+PREFIX_FILE_TYPES = (".svg", ".ndjson", ".ndjson.gz")
 
 
 def read_prefix(spec: str, default_file: str | None, keep: int | None = None) -> tuple[np.ndarray, str]:
     """The drawing `complete` starts from -> (stroke-3 float32, a label).
 
-    spec: an .svg or .ndjson file (its first drawing), read and normalised as `convert` made the run's
-    dataset (the options saved in `default_file`'s metadata; convert's defaults without one), or
-    `[FILE.npz:]SPLIT:INDEX`. keep: cut it after this many points (rows)."""
+    spec: an .svg, .ndjson or .ndjson.gz file (its first drawing), read and normalised as `convert`
+    made the run's dataset (the options saved in `default_file`'s metadata; convert's defaults without
+    one), or `[FILE.npz:]SPLIT:INDEX`. keep: cut it after this many points (rows)."""
     from sketchprep.convert import ConvertOptions, collect
 
     if keep is not None and keep < 1:
@@ -369,6 +369,9 @@ def read_prefix(spec: str, default_file: str | None, keep: int | None = None) ->
             raise OptionError(f"--prefix {spec}: the file holds no drawing")
         first = int(np.argmin(kept.order))
         drawing, label = np.asarray(kept.sketch(first), dtype=np.float32), os.path.basename(spec)
+    elif os.path.isfile(spec):
+        raise OptionError(f"--prefix {spec}: give an .svg, .ndjson or .ndjson.gz drawing, or "
+                          f"[FILE.npz:]SPLIT:INDEX")
     else:
         drawing, label = read_drawing(spec, default_file)
     if len(drawing) == 0:

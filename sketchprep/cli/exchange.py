@@ -119,7 +119,7 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
 @main.command(context_settings={"show_default": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
 @click.option("--prefix", "prefix", required=True, metavar="DRAWING",
-              help="The partial drawing: an .svg or .ndjson file (its first drawing, normalised as convert "
+              help="The partial drawing: an .svg or .ndjson(.gz) file (its first drawing, normalised as convert "
                    "made the run's data) or [FILE.npz:]SPLIT:INDEX (FILE defaults to the run's first dataset).")
 @click.option("--keep", type=int, default=None, help="Cut the prefix after this many points.")
 @click.option("-o", "--output", required=True,

@@ -139,7 +139,8 @@
   });
   function endStroke(e) {
     if (!current) return;
-    if (e.type === 'pointerup') current.push(toCanvas(e));
+    var last = current[current.length - 1], p = toCanvas(e);
+    if (e.type === 'pointerup' && (p[0] !== last[0] || p[1] !== last[1])) current.push(p);
     var eps = 2.0 / model.pixelFactor;       // convert's RDP tolerance (2 data units) in canvas pixels
     page.userStrokes.push(simplify(current, eps));
     current = null;
