@@ -646,18 +646,19 @@ class Recurrent(nn.Module):
         if impl == "fused":
             out, _ = self.cell.fused(x, state)
             return out[(lengths - 1).to(x.device), torch.arange(b, device=x.device)]
-        xp = self.cell.input_projection(x)
-        if impl == "compile":
-            _, final = _compiled_loop(self.kind, xp, state, self.cell.step_params(), masks, lengths, False)
-            return final[0]
         # sort longest first and step only the sequences still running (no work on padding)
         order = torch.argsort(-lengths, stable=True)
         batch_sizes = (lengths[order][None, :] > torch.arange(t_max)[:, None]).sum(1).tolist()
         order_d = order.to(x.device)
-        if impl == "fast":
-            _, final = lstm_sequence(self.kind, xp[:, order_d], state, self.cell.step_params(),
-                                     masks[:, order_d] if masks is not None else None, batch_sizes)
+        if impl == "fast":   # sorts the (T, B, I) input, not its (T, B, 4H) projection (and its gradient)
+            _, final = lstm_sequence(self.kind, self.cell.input_projection(x[:, order_d]), state,
+                                     self.cell.step_params(), masks[:, order_d] if masks is not None else None,
+                                     batch_sizes)
             return final[0][torch.argsort(order_d)]
+        xp = self.cell.input_projection(x)
+        if impl == "compile":
+            _, final = _compiled_loop(self.kind, xp, state, self.cell.step_params(), masks, lengths, False)
+            return final[0]
         loop = scripted_loop(self.kind) if impl == "script" else LOOPS[self.kind]
         _, final = loop(xp[:, order_d], *state, *self.cell.step_params(),
                         masks[:, order_d] if masks is not None else None, batch_sizes, False)
