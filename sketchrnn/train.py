@@ -36,8 +36,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sketchprep.dataset import atomic_output
-from sketchprep.errors import OptionError, SketchprepError
+from sketchprep.dataset import atomic_output, check_zip_bounds
+from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
 
 from .data import Batch, Batches, load_data
 from .model import HParams, SketchRNN, count_parameters, kl_weight_at, lr_at
@@ -127,7 +127,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """A checkpoint dict, read without executing code (`weights_only=True`)."""
     path = str(path)
     try:
+        check_zip_bounds(path)  # a deflated member could inflate to any size inside torch's reader
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except DatasetFormatError as e:
+        raise TrainingError(f"not a sketchrnn checkpoint: {e.message}", path=path) from None
     except FileNotFoundError:
         raise TrainingError("no such checkpoint", path=path) from None
     except IsADirectoryError:
@@ -190,6 +193,12 @@ def check_checkpoint(ckpt: dict, path: str) -> None:
     if expected != found:
         diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
         raise bad(f"its weights do not match its hparams (first difference: {diff[0]})")
+    # shapes can lie: a tensor may be a broadcast view of a few bytes; the data must be really there
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() // t.element_size()
+                for t in weights.values()}
+    held, needed = sum(storages.values()), sum(math.prod(shape) for shape in expected.values())
+    if held < needed:
+        raise bad(f"its weights hold {held:,} values for a model of {needed:,} parameters")
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
