@@ -462,6 +462,23 @@ def test_checkpoint_hparams_are_range_checked_before_a_model_is_built(tmp_path):
              max_mb=800, max_seconds=TORCH_SECONDS)
 
 
+def test_checkpoint_weights_must_hold_the_data_their_shapes_claim(tmp_path):
+    torch = pytest.importorskip("torch")
+    from sketchrnn.model import HParams, SketchRNN
+    from sketchrnn.train import CHECKPOINT_FORMAT
+
+    big = HParams(enc_rnn_size=4096, dec_rnn_size=4096)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in SketchRNN(big).state_dict().items()}
+    one = torch.zeros(1)  # every weight a broadcast view of one float: a 4 KB file claiming 200M parameters
+    (tmp_path / "run").mkdir()
+    torch.save({"format": CHECKPOINT_FORMAT, "hparams": big.to_dict(), "scale_factor": 1.0, "max_len": 10,
+                "step": 0, "data_files": [], "model": {k: one.expand(*s) if len(s) else one[0] for k, s in shapes.items()}},
+               tmp_path / "run" / "best.pt")
+    run_case(tmp_path, ["sample", "run", "-o", "s.svg"], message="its weights hold 1 values for a model of",
+             max_mb=800, max_seconds=TORCH_SECONDS)
+
+
 def test_train_refuses_what_validate_calls_a_layout_error(tmp_path):
     _layout_file(tmp_path, {"train": object_of([np.array([["a", "b", "c"]])] * 4)})
     run_case(tmp_path, ["train", "x.npz", "--out", "run", "--max-steps", "1"],
