@@ -203,10 +203,13 @@ def _tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = False)
                 yield ("problem", path, index, "unreadable_file", f"cannot open: {e.strerror or e}")
                 continue
             try:
-                for first, blob, nbytes in ndjson_source.iter_line_chunks(stream, max_line=opts.limits.line_bytes):
+                for first, blob, nbytes in ndjson_source.iter_line_chunks(stream, max_line=opts.limits.line_bytes,
+                                                                          max_ratio=opts.limits.gzip_ratio):
                     yield ("ndjson", path, index, first, blob, nbytes)
             except ndjson_source.NotJsonLines as e:
                 yield ("problem", path, index, "unreadable_file", str(e))
+            except ndjson_source.GzipBomb as e:
+                yield ("problem", path, index, "too_large", str(e))
             except (OSError, EOFError, zlib.error) as e:  # e.g. a truncated or corrupt .gz: the lines before count
                 yield ("problem", path, index, "unreadable_file", f"cannot read to the end (the lines before were "
                                                                   f"read): {e}")

@@ -21,6 +21,9 @@ class Limits:
     points_per_drawing: int = 1_000_000
     # bytes of one ndjson line (after gzip decompression); the longest real raw line is about 23 KB
     line_bytes: int = 16 * 2**20
+    # a .gz may decompress to at most this many times the compressed bytes read so far (Quick, Draw!
+    # ndjson compresses about 3-fold); checked once 16 MiB are decompressed
+    gzip_ratio: int = 100
     # an SVG document's parsing cost, about its size in bytes with every <use> replaced by a copy of
     # what it refers to (see svg._check_cost); svgelements needs about 2-4 s per million
     svg_cost: int = 1_000_000

@@ -149,8 +149,24 @@ def test_long_line_in_gzip_is_skipped_without_holding_it(tmp_path):
     data = b"".join(parts)
     assert len(data) < 2**20
     write(tmp_path, "long.ndjson.gz", data)
-    out = convert(tmp_path, ["long.ndjson.gz"], reason="line_too_long", where="long.ndjson.gz:2", max_mb=300)
+    out = convert(tmp_path, ["long.ndjson.gz"], reason="line_too_long", where="long.ndjson.gz:2", max_mb=300,
+                  extra=("--limit", "gzip-ratio=100000"))  # (by default, its ratio stops it: the next test)
     assert "read 3 drawings" in out.stdout and "train 2" in out.stdout and "--limit line-bytes" in out.stdout
+
+
+def test_gzip_bomb_of_one_long_line_stops_at_the_ratio(tmp_path):
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [z.compress(raw_line(0) + b'{"drawing": [')] + [z.compress(b"0, " * (2**20 // 3)) for _ in range(300)]
+    write(tmp_path, "bomb.ndjson.gz", b"".join(parts) + z.compress(b"0]}\n") + z.flush())  # 300 MB line, 300 KB
+    write(tmp_path, "good.ndjson", raw_line(1))
+    out = convert(tmp_path, ["bomb.ndjson.gz", "good.ndjson"], reason="too_large", where="bomb.ndjson.gz",
+                  max_seconds=6, max_mb=300)
+    assert "gzip bomb" in out.stdout and "--limit gzip-ratio" in out.stdout
+
+
+def test_gzip_bomb_of_blank_lines(tmp_path):
+    write(tmp_path, "blank.ndjson.gz", gzip_stream([raw_line(0), b"\n" * 2**20], 200))  # 200 MiB, 200 KB
+    convert(tmp_path, ["blank.ndjson.gz"], reason="too_large", where="blank.ndjson.gz", max_seconds=8)
 
 
 def test_long_line_in_plain_file(tmp_path):

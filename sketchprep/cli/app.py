@@ -180,5 +180,5 @@ def limit_option(fn, expose: bool = True, prefix: str = ""):
     return click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE", callback=parse,
                         expose_value=expose,
                         help=(prefix + "raise" if prefix else "Raise") + " a bound on what one input may cost: "
-                        "points-per-stroke, points-per-drawing, line-bytes or svg-cost (repeatable; see docs/limits.md)."
+                        "points-per-stroke, points-per-drawing, line-bytes, gzip-ratio or svg-cost (repeatable; see docs/limits.md)."
                         )(fn)

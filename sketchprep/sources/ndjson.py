@@ -132,21 +132,26 @@ class _LineCap:
         return blob
 
 
-def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
-                     max_line: int = 16 * 2**20) -> Iterator[tuple[int, bytes, int]]:
+def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES, max_line: int = 16 * 2**20,
+                     max_ratio: int | None = None) -> Iterator[tuple[int, bytes, int]]:
     """Yield (first line number (1-based), whole lines of about `chunk_bytes` as one bytes object,
     bytes read for it).
 
     One bytes object per chunk is cheap to hand to a worker process (no Python object per line), and
     the chunks depend only on the stream's content, so every run (and every shard) cuts them alike.
     A line longer than `max_line` bytes is never held: it becomes a `TOO_LONG_MARK` line. A UTF-8
-    byte order mark at the start of the stream is dropped.
+    byte order mark at the start of the stream is dropped. With `max_ratio`, a gzip stream that
+    decompresses to more than that multiple of the compressed bytes read raises `GzipBomb`.
     """
     first = 1
     cap = _LineCap(max_line)
     start = True
+    compressed = getattr(stream, "fileobj", None) if max_ratio else None  # a GzipFile's underlying file
+    total = 0
     while True:
         blob = stream.read(chunk_bytes)
+        total += len(blob)
+        _check_ratio(total, compressed, max_ratio)
         if not blob:
             cap.finish()
             rest = cap.take()
@@ -166,11 +171,20 @@ def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES,
                 cap.finish()
                 break
             nbytes += len(blob)
+            total += len(blob)
+            _check_ratio(total, compressed, max_ratio)
             cap.feed(blob)
         blob = cap.take()
         if blob:
             yield first, blob, nbytes
             first += count_lines(blob)
+
+
+def _check_ratio(total: int, compressed: BinaryIO | None, max_ratio: int | None) -> None:
+    if compressed is not None and total > GZIP_RATIO_FLOOR and total > max_ratio * max(compressed.tell(), 1):
+        raise GzipBomb(f"decompresses to more than {max_ratio} times its size ({total:,} bytes from "
+                       f"{compressed.tell():,}: a gzip bomb?); the rest of the file is not read (raise the bound "
+                       "with --limit gzip-ratio=N)")
 
 
 def byte_ranges(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
@@ -222,6 +236,13 @@ def read_range(path: str, start: int, end: int, max_line: int = 16 * 2**20) -> b
 
 
 SNIFF_BYTES = 4096
+
+
+GZIP_RATIO_FLOOR = 16 * 2**20  # decompressed bytes before the ratio is checked: small files never trip it
+
+
+class GzipBomb(Exception):
+    """A .gz that decompresses to more than the allowed multiple of its size."""
 
 
 class NotJsonLines(Exception):
