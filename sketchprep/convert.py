@@ -828,26 +828,30 @@ def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], N
     if shard is not None:
         tasks = (t for k, t in enumerate(tasks) if k % shard[1] == shard[0])
     next_line: dict[int, int] = {}
-    for result in _run(tasks, opts):
-        if result.relative_to is not None:
-            first = next_line.get(result.relative_to, 1)
-            result.shift_lines(first - 1)
-            next_line[result.relative_to] = first + result.lines
-        if opts.strict and result.problems:
-            raise InputError(result.problems[0].message, path=result.problems[0].path, line=result.problems[0].line)
-        parts.append(result.kept)
-        report.read += result.read
-        report.dropped.update(result.dropped)
-        report.filtered.update(result.filtered)
-        report.fitted += result.fitted
-        for p in result.problems:
-            if len(report.problems) < MAX_PROBLEMS_KEPT:
-                report.problems.append(p)
-        for i, (r, k) in result.source_counts.items():
-            report.sources[files[i]]["read"] += r
-            report.sources[files[i]]["kept"] += k
-        if progress is not None:
-            progress(result.read)
+    results = _run(tasks, opts)
+    try:  # closed here, not when the generator is collected: a worker pool must stop with the run
+        for result in results:
+            if result.relative_to is not None:
+                first = next_line.get(result.relative_to, 1)
+                result.shift_lines(first - 1)
+                next_line[result.relative_to] = first + result.lines
+            if opts.strict and result.problems:
+                raise InputError(result.problems[0].message, path=result.problems[0].path, line=result.problems[0].line)
+            parts.append(result.kept)
+            report.read += result.read
+            report.dropped.update(result.dropped)
+            report.filtered.update(result.filtered)
+            report.fitted += result.fitted
+            for p in result.problems:
+                if len(report.problems) < MAX_PROBLEMS_KEPT:
+                    report.problems.append(p)
+            for i, (r, k) in result.source_counts.items():
+                report.sources[files[i]]["read"] += r
+                report.sources[files[i]]["kept"] += k
+            if progress is not None:
+                progress(result.read)
+    finally:
+        results.close()
     kept = Kept.concat(parts)
     report.kept_before_split = kept.n
     return Collected(kept, report, files)
@@ -884,6 +888,7 @@ def _worker_init(parent: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (outputs.sigterm_raises): just end
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -897,8 +902,19 @@ def _worker_init(parent: int) -> None:
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a worker pool now: no waiting for the chunks in progress."""
+    """Stop a worker pool now: no waiting for the chunks in progress.
+
+    concurrent.futures has no "terminate", so this reaches into the executor: a worker killed while it
+    sends a result leaves the executor's thread waiting for the rest of the message on a pipe whose write
+    end the parent also holds, and a full task pipe leaves the queue's feeder thread waiting for a reader;
+    at exit the interpreter joins both threads and would hang for ever. Closing the parent's write end
+    gives the reader end-of-file, and the feeder is not joined.
+    """
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    call_queue = getattr(pool, "_call_queue", None)
+    if call_queue is not None:
+        call_queue.cancel_join_thread()
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)  # shutdown() forgets it
     pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         try:
@@ -909,6 +925,11 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         try:
             p.join(timeout=2)
         except (OSError, ValueError, AssertionError):
+            pass
+    if writer is not None:
+        try:
+            writer.close()
+        except OSError:
             pass
 
 
@@ -973,14 +994,26 @@ def write_outputs(collected: Collected, opts: ConvertOptions, out: str | None = 
     words = sorted(set(kept.labels.tolist()))
     names = word_filenames(words)
     renamed = {w: names[w] for w in words if names[w] != f"{w}.npz"}
-    planned = []
+    planned, too_few = [], []
     for word in words:
-        result = make_splits(kept.take(np.flatnonzero(kept.labels == word)), opts, where, f" of word {word!r}")
+        try:
+            result = make_splits(kept.take(np.flatnonzero(kept.labels == word)), opts, where, f" of word {word!r}")
+        except TooFewDrawingsError as e:
+            too_few.append((int((kept.labels == word).sum()), word, e))
+            continue
         meta = build_meta(collected, result, opts, command)
         meta.update(word=word, file=names[word])
         if renamed:
             meta["renamed_words"] = renamed
         planned.append((word, result, meta))
+    if too_few:  # the fix that works for the word with the fewest drawings works for the others
+        n, word, error = min(too_few)
+        if len(too_few) > 1:
+            others = ", ".join(repr(w) for _, w, _ in sorted(too_few)[1:6]) + ", ..." * (len(too_few) > 6)
+            error.message = f"{len(too_few)} words have too few drawings for the split ({others} too); " \
+                            f"{error.message}"
+            error.args = (error.message,)
+        raise error
     outputs = []
     with atomic_folder(by_word) as tmp:
         for word, result, meta in planned:
@@ -1025,8 +1058,9 @@ def word_filenames(words: list[str]) -> dict[str, str]:
     A word that is already a safe name keeps it (`cat` -> `cat.npz`). Any other word (a slash, a
     backslash, an empty or dot name, a name too long or reserved on Windows) and any word whose name
     differs from an earlier one only in case (they would collide on case-insensitive file systems) gets
-    its cleaned name plus 8 hex digits of a hash of the word: `a/b` -> `a_b-1b7c8d1f.npz`. The names
-    depend only on the words, so they stay the same from run to run.
+    its cleaned name plus 8 hex digits of a hash of the word: `a/b` -> `a_b-c14cddc0.npz` (more digits in
+    the unlikely case that another word is literally that name). The names depend only on the words, so
+    they stay the same from run to run.
     """
     import hashlib
 

@@ -182,9 +182,12 @@ def _summary(collected, outputs) -> str:
                            ("not_selected", result.not_selected)):
             if value:
                 dropped[key] = dropped.get(key, 0) + value
-    for path, result, _ in outputs:
-        for note in result.notes:
-            lines.append(f"split of {path} moved by rounding to --multiple: {note}")
+    moved = [(path, result.notes) for path, result, _ in outputs if result.notes]
+    if len(moved) > 5:
+        lines.append(f"rounding to --multiple moved the splits of {len(moved)} files far from what was asked "
+                     "(asked vs written: split_notes in each file's meta)")
+    else:
+        lines += [f"split of {path} moved by rounding to --multiple: {note}" for path, notes in moved for note in notes]
     renamed = outputs[0][2].get("renamed_words", {}) if outputs else {}
     if renamed:
         lines.append(f"{len(renamed)} word(s) written under another file name (also in each file's meta):")

@@ -1,0 +1,102 @@
+"""sketchprep.outputs and --by-word file names, called directly."""
+import os
+import signal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sketchprep import outputs
+from sketchprep.convert import word_filenames
+from sketchprep.errors import OutputError, Terminated
+
+
+@pytest.mark.parametrize("anonymous", [True, False], ids=["O_TMPFILE", "named temporary file"])
+def test_atomic_output_replaces_on_success_and_leaves_nothing_on_error(tmp_path, monkeypatch, anonymous):
+    if not anonymous:
+        monkeypatch.setattr(outputs, "_open_anonymous", lambda folder: None)
+    out = tmp_path / "out.npz"
+    out.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with outputs.atomic_output(out) as f:
+            f.write(b"half")
+            assert len(os.listdir(tmp_path)) == (1 if anonymous else 2)  # an O_TMPFILE file has no name
+            raise RuntimeError("disk on fire")
+    assert os.listdir(tmp_path) == ["out.npz"] and out.read_bytes() == b"old"
+    with outputs.atomic_output(out, "w") as f:
+        f.write("new")
+    assert os.listdir(tmp_path) == ["out.npz"] and out.read_text() == "new"
+    assert out.stat().st_mode & 0o777 == 0o666 & ~outputs._umask()
+
+
+def test_atomic_output_under_a_long_name(tmp_path):
+    """The temporary name stays within NAME_MAX even when the output's own name nearly fills it."""
+    out = tmp_path / ("n" * 250 + ".npz")
+    with outputs.atomic_output(out) as f:
+        f.write(b"x")
+    assert out.read_bytes() == b"x"
+
+
+def test_atomic_folder_new_existing_and_failed(tmp_path):
+    target = tmp_path / "per"
+    with outputs.atomic_folder(target) as tmp:
+        (tmp / "a.npz").write_bytes(b"a1")
+    assert sorted(os.listdir(tmp_path)) == ["per"] and os.listdir(target) == ["a.npz"]
+    (target / "keep.npz").write_bytes(b"k")
+    with outputs.atomic_folder(target) as tmp:
+        (tmp / "a.npz").write_bytes(b"a2")
+        (tmp / "b.npz").write_bytes(b"b2")
+    assert sorted(os.listdir(target)) == ["a.npz", "b.npz", "keep.npz"] and (target / "a.npz").read_bytes() == b"a2"
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.atomic_folder(target) as tmp:
+            (tmp / "a.npz").write_bytes(b"a3")
+            raise KeyboardInterrupt
+    assert sorted(os.listdir(tmp_path)) == ["per"] and (target / "a.npz").read_bytes() == b"a2"
+
+
+def test_sigterm_raises_terminated_and_is_restored(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught:
+        with outputs.sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.5) if hasattr(signal, "sigtimedwait") else None
+    assert caught.value.exit_code == 143 and "SIGTERM" in str(caught.value)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_check_output_accepts_a_new_file_and_an_existing_one(tmp_path):
+    (tmp_path / "in.ndjson").write_text("")
+    (tmp_path / "old.npz").write_bytes(b"x")
+    outputs.check_output(tmp_path / "new.npz", [str(tmp_path / "in.ndjson")])
+    outputs.check_output(tmp_path / "old.npz", [str(tmp_path / "in.ndjson")])
+    outputs.check_output(tmp_path / "dir", [], folder=True)
+    with pytest.raises(OutputError, match="is also an input"):
+        outputs.check_output(tmp_path / "in.ndjson", [str(tmp_path / "*.ndjson")])
+    assert sorted(os.listdir(tmp_path)) == ["in.ndjson", "old.npz"]  # the probe is gone
+
+
+WORDS = ["cat", "a/b", "a_b", "a\\b", "", ".", "..", "unnamed", "Cat", "CAT", "w" * 300, "con", "Con.txt", "日本",
+         " x ", "x", "a_b-c14cddc0"]
+
+
+def test_word_filenames_are_unique_safe_and_stable():
+    names = word_filenames(WORDS)
+    assert len(set(n.casefold() for n in names.values())) == len(WORDS)
+    # of words equal but for case, the first in sorted order keeps its name
+    assert names["CAT"] == "CAT.npz" and names["Cat"] != "Cat.npz" and names["cat"] != "cat.npz"
+    assert names["a_b"] == "a_b.npz" and names["日本"] == "日本.npz" and names["x"] == "x.npz"
+    assert names["a/b"].startswith("a_b-") and names[""].startswith("unnamed-") and names["."].startswith("unnamed-")
+    assert names["con"] != "con.npz" and names["Con.txt"] != "Con.txt.npz"
+    assert word_filenames(list(reversed(WORDS))) == names  # independent of order
+    assert names["a/b"] == "a_b-c14cddc033f6.npz"  # longer: another word is literally "a_b-c14cddc0"
+    assert word_filenames(["a/b", "cat"])["a/b"] == "a_b-c14cddc0.npz"
+
+
+@given(st.lists(st.text(max_size=300), max_size=30, unique=True))
+def test_word_filenames_property(words):
+    names = word_filenames(words)
+    assert set(names) == set(words)
+    assert len({n.casefold() for n in names.values()}) == len(words)
+    for name in names.values():
+        assert name.endswith(".npz") and not name.startswith(".") and "/" not in name and "\\" not in name
+        assert "\x00" not in name and len(name.encode("utf-8", "surrogatepass")) <= 200
