@@ -496,3 +496,25 @@ def test_limit_on_a_npz_is_a_usage_error(tmp_path):
     write(tmp_path, "good.ndjson", raw_line(0))
     run_case(tmp_path, ["convert", "good.ndjson", "out.npz", *CONVERT], rc=0, creates=("out.npz",))
     run_case(tmp_path, ["stats", "out.npz", "--limit", "line-bytes=5"], rc=2, message="raw inputs")
+
+
+HOSTILE_FILES = {
+    "utf16": ("win.ndjson", lambda: b"".join(raw_line(i) for i in range(20)).decode().encode("utf-16"),
+              "1 unreadable file"),
+    "gzip-bomb": ("blank.ndjson.gz", lambda: gzip_stream([raw_line(5), b"\n" * 2**20], 64), "1 too large"),
+    "bin-garbage": ("noise.bin", lambda: random.Random(3).randbytes(1_500_000), "1 bad drawing"),  # truncated
+    "long-line": ("long.ndjson", lambda: raw_line(5) + b"[" * (17 * 2**20) + b"\n", "1 line too long"),
+}
+
+
+@pytest.mark.parametrize("command", ["stats", "render"])
+@pytest.mark.parametrize("kind", sorted(HOSTILE_FILES))
+def test_stats_and_render_report_and_go_on(tmp_path, command, kind):
+    name, make, reported = HOSTILE_FILES[kind]
+    write(tmp_path, name, make())
+    write(tmp_path, "good.ndjson", raw_line(0))
+    if command == "stats":
+        stats(tmp_path, [name, "good.ndjson"], reported, max_mb=400)
+    else:
+        out = render(tmp_path, [name, "good.ndjson"], max_mb=400)
+        assert (tmp_path / "grid.svg").exists() and not out.stderr.strip()
