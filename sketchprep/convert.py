@@ -1007,7 +1007,7 @@ def write_outputs(collected: Collected, opts: ConvertOptions, out: str | None = 
             meta["renamed_words"] = renamed
         planned.append((word, result, meta))
     if too_few:  # the fix that works for the word with the fewest drawings works for the others
-        n, word, error = min(too_few)
+        _, word, error = min(too_few)
         if len(too_few) > 1:
             others = ", ".join(repr(w) for _, w, _ in sorted(too_few)[1:6]) + ", ..." * (len(too_few) > 6)
             error.message = f"{len(too_few)} words have too few drawings for the split ({others} too); " \

@@ -118,6 +118,16 @@ def test_render_name_too_long(folder):
     run_case(folder, ["render", "x.svg", "-o", "g" * 260 + ".svg"], message="shorter file name")
 
 
+def test_sample_to_a_missing_folder_is_refused_before_the_model_loads(folder):
+    (folder / "run").mkdir()  # not even a run: the output is checked first
+    run_case(folder, ["sample", "run", "-o", "nofolder/s.png"], message="does not exist")
+
+
+def test_interpolate_over_one_of_its_drawings(folder):
+    (folder / "run").mkdir()
+    run_case(folder, ["interpolate", "run", "x.svg", "x.svg", "-o", "x.svg"], message="is also an input")
+
+
 def test_merge_out_that_is_one_of_its_shards(folder):
     for i in range(2):
         run_case(folder, ["convert", "cat.ndjson", f"s-{i}.npz", "--shard", f"{i}/2", "-q", "--multiple", "1"], rc=0,
@@ -276,7 +286,7 @@ def test_summary_to_a_full_stdout(folder):
         pytest.skip("no /dev/full")
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, "-m", "sketchprep", "convert", "cat.ndjson", "new.npz", "--multiple", "1"],
-                              cwd=folder, stdout=full, stderr=subprocess.PIPE, timeout=30,
+                              check=False, cwd=folder, stdout=full, stderr=subprocess.PIPE, timeout=30,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     err = proc.stderr.decode()
     assert proc.returncode == 1 and "Traceback" not in err, err
@@ -289,7 +299,7 @@ def test_out_on_a_full_file_system(tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
+                                           check=False, capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root and mount rights)")
     try:
         (mnt / "out.npz").write_bytes(PREVIOUS)
@@ -303,4 +313,4 @@ def test_out_on_a_full_file_system(tmp_path):
         assert len(outcome.error_lines) == 1 and "No space left" in outcome.stderr
         assert os.listdir(mnt) == ["out.npz"] and (mnt / "out.npz").read_bytes() == PREVIOUS
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the workers")
@@ -31,8 +30,7 @@ def big_input(tmp_path_factory):
         templates.append(json.dumps(strokes))
     path = tmp_path_factory.mktemp("big") / "big.ndjson"
     with open(path, "w") as f:
-        for i in range(20000):
-            f.write(f'{{"word": "cat", "key_id": "{i}", "drawing": {templates[i % len(templates)]}}}\n')
+        f.writelines(f'{{"word": "cat", "key_id": "{i}", "drawing": {templates[i % len(templates)]}}}\n' for i in range(20000))
     return path
 
 

@@ -17,11 +17,10 @@ def test_atomic_output_replaces_on_success_and_leaves_nothing_on_error(tmp_path,
         monkeypatch.setattr(outputs, "_open_anonymous", lambda folder: None)
     out = tmp_path / "out.npz"
     out.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with outputs.atomic_output(out) as f:
-            f.write(b"half")
-            assert len(os.listdir(tmp_path)) == (1 if anonymous else 2)  # an O_TMPFILE file has no name
-            raise RuntimeError("disk on fire")
+    with pytest.raises(RuntimeError), outputs.atomic_output(out) as f:
+        f.write(b"half")
+        assert len(os.listdir(tmp_path)) == (1 if anonymous else 2)  # an O_TMPFILE file has no name
+        raise RuntimeError("disk on fire")
     assert os.listdir(tmp_path) == ["out.npz"] and out.read_bytes() == b"old"
     with outputs.atomic_output(out, "w") as f:
         f.write("new")
@@ -47,19 +46,17 @@ def test_atomic_folder_new_existing_and_failed(tmp_path):
         (tmp / "a.npz").write_bytes(b"a2")
         (tmp / "b.npz").write_bytes(b"b2")
     assert sorted(os.listdir(target)) == ["a.npz", "b.npz", "keep.npz"] and (target / "a.npz").read_bytes() == b"a2"
-    with pytest.raises(KeyboardInterrupt):
-        with outputs.atomic_folder(target) as tmp:
-            (tmp / "a.npz").write_bytes(b"a3")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), outputs.atomic_folder(target) as tmp:
+        (tmp / "a.npz").write_bytes(b"a3")
+        raise KeyboardInterrupt
     assert sorted(os.listdir(tmp_path)) == ["per"] and (target / "a.npz").read_bytes() == b"a2"
 
 
 def test_sigterm_raises_terminated_and_is_restored(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Terminated) as caught:
-        with outputs.sigterm_raises():
-            os.kill(os.getpid(), signal.SIGTERM)
-            signal.sigtimedwait([], 0.5) if hasattr(signal, "sigtimedwait") else None
+    with pytest.raises(Terminated) as caught, outputs.sigterm_raises():
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.sigtimedwait([], 0.5) if hasattr(signal, "sigtimedwait") else None
     assert caught.value.exit_code == 143 and "SIGTERM" in str(caught.value)
     assert signal.getsignal(signal.SIGTERM) == before
 
@@ -81,7 +78,7 @@ WORDS = ["cat", "a/b", "a_b", "a\\b", "", ".", "..", "unnamed", "Cat", "CAT", "w
 
 def test_word_filenames_are_unique_safe_and_stable():
     names = word_filenames(WORDS)
-    assert len(set(n.casefold() for n in names.values())) == len(WORDS)
+    assert len({n.casefold() for n in names.values()}) == len(WORDS)
     # of words equal but for case, the first in sorted order keeps its name
     assert names["CAT"] == "CAT.npz" and names["Cat"] != "Cat.npz" and names["cat"] != "cat.npz"
     assert names["a_b"] == "a_b.npz" and names["日本"] == "日本.npz" and names["x"] == "x.npz"

@@ -180,9 +180,12 @@ def _sampling_options(fn):
     return fn
 
 
-def _check_drawings_output(output: str) -> None:
+def _check_drawings_output(output: str, inputs=()) -> None:
+    from ..outputs import check_output
+
     if os.path.splitext(output)[1].lower() not in (".svg", ".png", ".npz"):
         raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
+    check_output(output, inputs, option="-o")  # an input, a folder, unwritable: refused before the model loads
 
 
 def _write_drawings(run, drawings, output, columns, labels, meta) -> None:
@@ -276,7 +279,7 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     need_torch()
     from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_drawing
 
-    _check_drawings_output(output)
+    _check_drawings_output(output, (first, second))
     run = load_run(run_path, device, checkpoint)
     default = run.data_files[0] if run.data_files else None
     (a, label_a), (b, label_b) = read_drawing(first, default), read_drawing(second, default)
