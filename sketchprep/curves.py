@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 
 from .dataset import atomic_output
-from .errors import InputError, SketchprepError
+from .errors import InputError, OptionError, SketchprepError
 
 METRICS = "metrics.jsonl"
+FORMATS = ("png", "svg", "pdf")
 
 
 @dataclass
@@ -52,6 +53,9 @@ def read_metrics(run: str | os.PathLike) -> list[dict]:
 
 def plot_curves(run: str | os.PathLike, output: str | os.PathLike, title: str | None = None) -> CurvesResult:
     """Draw a run's loss curves into `output` (.png, .svg or .pdf: matplotlib's format from the extension)."""
+    fmt = os.path.splitext(str(output))[1].lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise OptionError(f"-o {output}: the picture must end in {', '.join('.' + f for f in FORMATS)}")
     rows = read_metrics(run)
     train = [r for r in rows if r["split"] == "train" and "r_cost" in r]
     valid = [r for r in rows if r["split"] == "valid" and "r_cost" in r]
@@ -91,7 +95,6 @@ def plot_curves(run: str | os.PathLike, output: str | os.PathLike, title: str | 
     if title:
         top.set_title(title, fontsize=10)
     fig.tight_layout()
-    fmt = os.path.splitext(str(output))[1].lstrip(".").lower() or "png"
     buf = io.BytesIO()
     try:
         fig.savefig(buf, dpi=100, format=fmt)

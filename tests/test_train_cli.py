@@ -256,6 +256,13 @@ def test_plot_command(data, tmp_path, monkeypatch):
     assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
     result = cli("plot", tmp_path)
     assert result.exit_code == 1 and "no metrics.jsonl here" in result.output
+    result = cli("plot", out, "-o", tmp_path / "c.txt")
+    assert result.exit_code == 2 and "the picture must end in .png, .svg, .pdf" in result.output
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "metrics.jsonl").write_text('{"split": "train", "step": 1}\nnot json\n')
+    result = cli("plot", bad)
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad / 'metrics.jsonl'}:2: not a JSON line")
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = cli("plot", out, "-o", tmp_path / "d.png")
     assert result.exit_code == 1
