@@ -220,8 +220,8 @@ def main(argv=None):
     base = statistics.median(base_times)
 
     print()
-    print(f"{'model':52s} {'impl':12s} {'ms/step':>8s} {'sketches/s':>10s} {'vs plain port':>13s}")
-    print(f"{'plain nn.LSTM port (baseline)':52s} {'nn.LSTM':12s} {base * 1000:8.0f} {hps.batch_size / base:10.1f} "
+    print(f"{'model':56s} {'impl':12s} {'ms/step':>8s} {'sketches/s':>10s} {'vs plain port':>13s}")
+    print(f"{'plain nn.LSTM port (baseline)':56s} {'nn.LSTM':12s} {base * 1000:8.0f} {hps.batch_size / base:10.1f} "
           f"{'1.00':>13s}   ({base_params:,} params; steps {', '.join(f'{t * 1000:.0f}' for t in base_times)} ms)")
     autos = {}
     for key, _, _ in runs[1:]:
@@ -236,7 +236,7 @@ def main(argv=None):
         name = f"{cell}, {'recurrent dropout' if rd else 'no rec. dropout'}" + (", pad_to_batch" if pad else "") \
             + (f", precision={precision}" if precision != "fp32" else "")
         label = impl + (" (auto)" if autos[cell, rd] == impl else "")
-        print(f"{name:52s} {label:12s} {t * 1000:8.0f} {hps.batch_size / t:10.1f} {ratio:13.2f}")
+        print(f"{name:56s} {label:12s} {t * 1000:8.0f} {hps.batch_size / t:10.1f} {ratio:13.2f}")
 
     if args.sample:
         torch.manual_seed(0)

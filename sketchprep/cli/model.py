@@ -65,9 +65,10 @@ def _list_presets(ctx, param, value):
 @click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--rnn-impl", type=click.Choice(["auto", "fast", "fused", "loop", "compile"]), default="auto",
               help="How the RNNs run (same results up to rounding): auto = PyTorch's fused LSTM kernel where the "
-                   "cell allows it (lstm without recurrent dropout), else a Python loop over the cell; compile = "
-                   "the cell step compiled by torch.compile (1.1-1.5x faster for layer_norm and hyper on CPU, "
-                   "after up to a minute of compiling).")
+                   "cell allows it (lstm without recurrent dropout), else fast = the whole sequence at once with "
+                   "a hand-written backward (lstm, layer_norm), else loop = a Python loop over the cell step; "
+                   "compile = that step compiled by torch.compile (faster than loop for hyper on CPU, after up "
+                   "to a minute of compiling).")
 @click.option("--threads", type=int, default=1,
               help="CPU threads for torch. One is never much slower than more on a small or shared machine and "
                    "often much faster (docs/training.md); 0 = torch's default (one per core).")
