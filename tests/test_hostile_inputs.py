@@ -433,10 +433,10 @@ def test_many_elements_cost_too_much(tmp_path):
 
 
 def test_the_svg_bound_can_be_raised(tmp_path):
-    write(tmp_path, "d/many.svg", svg_doc("".join(f'<path d="M{i % 90} 0 L10 10" stroke="black"/>'
-                                                  for i in range(12_000))))
-    out = convert(tmp_path, ["d"], extra=("--limit", "svg-cost=2M", "--max-len", "100000"))
-    assert "too_large" not in out.stdout
+    write(tmp_path, "d/notes.svg", svg_doc("<desc>" + "n" * 1_100_000 + '</desc><path d="M0 0 L9 9" stroke="black"/>'))
+    convert(tmp_path, ["d"], rc=1, message="too_large")  # its only drawing refused: nothing kept
+    out = convert(tmp_path, ["d"], extra=("--limit", "svg-cost=2M"))
+    assert "too_large" not in out.stdout and "train 1" in out.stdout
 
 
 BAD_SVGS = [
