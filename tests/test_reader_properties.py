@@ -87,9 +87,9 @@ def test_byte_ranges_cap_lines_as_streaming_does(tmp_path_factory, lines, max_li
 
 
 def test_parse_lines_reports_a_marker_as_line_too_long():
-    batch = parse_lines(b'{"word": "a"}\n' + TOO_LONG_MARK + b"123\n", "x.ndjson", 5, 0, max_line=100)
+    batch = parse_lines(b'{"word": "a"}\n' + TOO_LONG_MARK + b"123456\n", "x.ndjson", 5, 0, max_line=100)
     _, too_long = batch.problems
-    assert (too_long.reason, too_long.line) == ("line_too_long", 6) and "123 bytes" in too_long.message
+    assert (too_long.reason, too_long.line) == ("line_too_long", 6) and "123,456 bytes" in too_long.message
 
 
 coords = st.floats(-1000, 1000, allow_nan=False, allow_infinity=False)

@@ -552,6 +552,7 @@ _JSON_TYPES = {int: "number", float: "number", bool: "boolean", list: "array", d
 
 def _too_long(line: bytes, path: str, lineno: int, max_line: int) -> Problem:
     length = line[len(TOO_LONG_MARK):].decode("ascii", "replace")
+    length = f"{int(length):,}" if length.isdigit() else length
     return Problem("line_too_long", path, lineno, f"line is {length} bytes long, over the bound of {max_line:,} "
                                                   f"(raise it with --limit line-bytes=N)")
 
