@@ -708,7 +708,7 @@ def check_split(n: int, split: tuple[float, float, float], multiple: int, path: 
             options.append(f"--multiple {m} ({keeps}: {_sizes_text(s)})" if fractions else
                            f"--split {'/'.join(str(x) for x in s)} --multiple {m} ({keeps})")
             break
-    if fractions and options and not options[0].startswith("--multiple 1 ") and _split_works(n, split, 1):
+    if fractions and options and "keeps all" not in options[0] and _split_works(n, split, 1):
         s = split_sizes(n, split, 1)
         options.append(f"--multiple 1 (keeps all {sum(s)}: {_sizes_text(s)})")
     if options:

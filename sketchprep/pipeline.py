@@ -313,6 +313,10 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
             result.pictures = _pictures(step)
         else:
             state.pop(step.name, None)
+            for cmd in step.commands:  # commands refuse to write into a missing folder: make the run's own
+                for flag in ("-o", "--plot"):
+                    if flag in cmd[:-1]:
+                        Path(cmd[cmd.index(flag) + 1]).parent.mkdir(parents=True, exist_ok=True)
             result = _run_step(step, on_progress)
             result.pictures = _pictures(step)
             if result.status == "ran":
