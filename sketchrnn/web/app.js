@@ -98,7 +98,8 @@
       if (my !== job) return;
       try {
         for (var k = 0; k < STEPS_PER_FRAME; k++) {
-          var pt = model.sample(model.getPDF(state, temperature));
+          // pi and pen from softmax(logits / t), sigma x sqrt(t): `sample --sigma-form paper` (both runtimes)
+          var pt = model.sample(model.getPDF(state, temperature, temperature));
           if (pt[4] === 1 || page.modelRows.length >= maxSteps) {
             page.state = 'done';
             setStatus('The model added ' + page.modelRows.length + ' points. Draw more, or sample again.');
