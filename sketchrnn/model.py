@@ -525,15 +525,7 @@ def _hyper_loop(xp: Tensor, h: Tensor, c: Tensor, hh: Tensor, hc: Tensor, w_hh_t
 
 LOOPS = {"lstm": _lstm_loop, "layer_norm": _ln_lstm_loop, "hyper": _hyper_loop}
 STEPS = {"lstm": _lstm_step, "layer_norm": _ln_lstm_step, "hyper": _hyper_step}
-_SCRIPTED: dict = {}
 _COMPILED: dict = {}
-
-
-def scripted_loop(kind: str):
-    """The TorchScript-compiled time loop of a cell kind (compiled once per process)."""
-    if kind not in _SCRIPTED:
-        _SCRIPTED[kind] = torch.jit.script(LOOPS[kind])
-    return _SCRIPTED[kind]
 
 
 def compiled_step(kind: str):
@@ -567,7 +559,7 @@ def _compiled_loop(kind: str, xp: Tensor, state: tuple, params: tuple, masks: Op
 # running a cell over a sequence
 
 
-RNN_IMPLS = ("auto", "fast", "fused", "loop", "script", "compile")
+RNN_IMPLS = ("auto", "fast", "fused", "loop", "compile")
 FAST_KINDS = ("lstm", "layer_norm")  # cells `sketchrnn.rnn` runs as one whole-sequence autograd Function
 
 
@@ -579,8 +571,8 @@ class Recurrent(nn.Module):
     fall back to `fast`, then `loop`); `fast`: `sketchrnn.rnn`, the whole sequence in one autograd
     Function with a hand-written backward (`lstm` and `layer_norm`; `hyper` falls back to `loop`);
     `loop`: a Python loop over the cell's step under autograd (the reference implementation the others
-    are tested against); `script`: that loop compiled by TorchScript; `compile`: the step compiled by
-    torch.compile; `auto`: fused where it applies, else fast, else loop.
+    are tested against); `compile`: the step compiled by torch.compile; `auto`: fused where it applies,
+    else fast, else loop.
     """
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, hps: HParams, use_recurrent_dropout: bool,
@@ -632,8 +624,7 @@ class Recurrent(nn.Module):
         elif impl == "compile":
             out, final = _compiled_loop(self.kind, xp, state, self.cell.step_params(), masks, None, True)
         else:
-            loop = scripted_loop(self.kind) if impl == "script" else LOOPS[self.kind]
-            out, final = loop(xp, *state, *self.cell.step_params(), masks, None, True)
+            out, final = LOOPS[self.kind](xp, *state, *self.cell.step_params(), masks, None, True)
         return out, tuple(final)
 
     def last_output(self, x: Tensor, lengths: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -659,8 +650,7 @@ class Recurrent(nn.Module):
         if impl == "compile":
             _, final = _compiled_loop(self.kind, xp, state, self.cell.step_params(), masks, lengths, False)
             return final[0]
-        loop = scripted_loop(self.kind) if impl == "script" else LOOPS[self.kind]
-        _, final = loop(xp[:, order_d], *state, *self.cell.step_params(),
+        _, final = LOOPS[self.kind](xp[:, order_d], *state, *self.cell.step_params(),
                         masks[:, order_d] if masks is not None else None, batch_sizes, False)
         return final[0][torch.argsort(order_d)]
 

@@ -245,7 +245,7 @@ def test_encoder_never_reads_padding(cell):
     torch.testing.assert_close(mu, mu2)
     alone, _ = model.encode(x[:1, :lens[0] + 1], lens[:1])
     torch.testing.assert_close(alone[0], mu[0])
-    for impl in ("loop", "script", "fused"):
+    for impl in ("loop", "fast", "fused"):
         model.set_rnn_impl(impl)
         torch.testing.assert_close(model.encode(x, lens)[0], mu, atol=1e-6, rtol=1e-5)
 
@@ -313,13 +313,13 @@ def test_implementations_agree_with_dropout_in_training(cell):
     hps = HParams(enc_model=cell, dec_model=cell, **TINY, use_input_dropout=True, use_output_dropout=True)
     model = SketchRNN(hps).train()
     results = {}
-    for impl in ("loop", "script", "fused"):
+    for impl in ("loop", "fast", "fused"):
         model.set_rnn_impl(impl)
         model.zero_grad()
         loss = model(x, lens, 10, 0.5, torch.Generator().manual_seed(4))
         loss.cost.backward()
         results[impl] = (loss.cost.detach(), [p.grad.clone() for p in model.parameters()])
-    for impl in ("script", "fused"):
+    for impl in ("fast", "fused"):
         torch.testing.assert_close(results[impl][0], results["loop"][0])
         for a, b in zip(results[impl][1], results["loop"][1]):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
