@@ -63,3 +63,10 @@ def test_complete_refuses_a_prefix_svg_that_draws_nothing(folder):
     out = run_case(folder, ["complete", "run", "--prefix", "empty.svg", "-o", "c.png"], rc=1,
                    max_seconds=20)
     assert "empty.svg" in out.stderr
+
+
+def test_complete_never_writes_over_the_dataset_it_reads(folder, sample_npz):  # noqa: F811
+    before = sample_npz.read_bytes()
+    run_case(folder, ["complete", "run", "--prefix", "test:0", "-o", str(sample_npz)], message="is also an input",
+             max_seconds=20)
+    assert sample_npz.read_bytes() == before

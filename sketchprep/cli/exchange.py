@@ -1,6 +1,8 @@
 """`export`, `import`, `complete`: a model in and out of the formats sketch-rnn is used in elsewhere."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from .app import handle_errors, main, need_torch
@@ -101,6 +103,12 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
         raise click.UsageError("--scale must be a number > 0")
     if output is not None and not output.lower().endswith(".json"):
         raise click.UsageError(f"-o {output}: the model file must end in .json (e.g. model.gen.json)")
+    from ..outputs import check_output
+
+    if output is not None:  # an input, a folder or an unwritable place: refused before the model loads
+        check_output(output, [run_path], option="-o")
+    else:
+        check_output(html_dir, [run_path], folder=True, option="--html")
     run = load_run(run_path, "cpu", checkpoint)
     if html_dir is not None:
         s = write_page(html_dir, run, name, scale, runtime_js)
@@ -160,8 +168,10 @@ def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_f
         raise click.UsageError("-n must be >= 1")
     if keep is not None and keep < 1:
         raise click.UsageError("--keep must be >= 1")
-    _check_drawings_output(output)
+    inputs = [run_path] + ([prefix] if os.path.isfile(prefix) else [prefix.rsplit(":", 2)[0]])
+    _check_drawings_output(output, inputs)
     run = load_run(run_path, device, checkpoint)
+    _check_drawings_output(output, run.data_files[:1])  # the dataset a SPLIT:INDEX prefix is read from
     drawing, label = read_prefix(prefix, run.data_files[0] if run.data_files else None, keep)
     drawings = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form)
     shown, labels = drawings, None
