@@ -293,6 +293,21 @@ def test_check_split_names_the_fix():
                 check_split(n, s2, m2)
 
 
+def test_summary_says_when_rounding_moved_a_split_far_from_what_was_asked(tmp_path):
+    src = tmp_path / "in.ndjson"
+    src.write_text("\n".join(many_lines(39)))
+    result = run("convert", str(src), str(tmp_path / "o.npz"), "--multiple", "1")
+    assert result.exit_code == 0, result.output
+    assert "wrote " + str(tmp_path / "o.npz") + ": train 37, valid 1, test 1" in result.output
+    assert "valid: asked 5.0%, written 2.6% (1 of 39)" in result.output
+    meta = load_dataset(tmp_path / "o.npz").meta
+    assert meta["split_notes"] == ["valid: asked 5.0%, written 2.6% (1 of 39)", "test: asked 5.0%, written 2.6% (1 of 39)"]
+    assert meta["split_shares"]["asked"]["valid"] == pytest.approx(0.05)
+    assert meta["split_shares"]["written"]["train"] == pytest.approx(37 / 39)
+    quiet = run("convert", str(src), str(tmp_path / "p.npz"), "--multiple", "1", "--split", "0.5/0.25/0.25")
+    assert "asked" not in quiet.output  # 21/9/9 of 39: close to what was asked
+
+
 def test_split_counts_are_checked_before_reading():
     with pytest.raises(OptionError, match="multiples"):
         ConvertOptions(split=(70000, 2550, 2500), multiple=100)
