@@ -198,7 +198,7 @@ def _buffer(rows: int, trailing: tuple, dtype: torch.dtype, device: torch.device
     freshly allocated ~200 MB buffers are first written inside the time loop, where their page faults
     were measured to cost ~0.3-0.8 ms per step (glibc maps big blocks anew on every allocation).
     A kept buffer is handed out again only once nothing else references its storage."""
-    if device.type != "cpu":
+    if device.type != "cpu" or not hasattr(torch._C, "_storage_Use_Count"):
         return torch.empty((rows, *trailing), dtype=dtype, device=device)
     bufs = _POOL.setdefault((trailing, dtype), [])
     for i, buf in enumerate(bufs):
