@@ -122,3 +122,27 @@ def test_auto_runs_fast_at_the_reference_defaults():
     assert all(m.resolved_impl() == "fused" for m in plain.modules() if isinstance(m, Recurrent))
     hyper = SketchRNN(HParams(enc_model="hyper", dec_model="hyper", hyper_num_units=8)).train()
     assert all(m.resolved_impl() == "loop" for m in hyper.modules() if isinstance(m, Recurrent))
+
+
+def test_kept_buffers_never_overwrite_a_result_still_held():
+    """The CPU buffers kept between calls are reused only once nothing references them: outputs held from
+    one call (and its gradients) stay as they were through later calls of the same shapes."""
+    torch.manual_seed(0)
+    cell = Recurrent("lstm", 5, 16, HParams(), True, 0.9).train()
+    cell.impl = "fast"
+    x1, x2 = torch.randn(12, 4, 5), torch.randn(12, 4, 5)
+    state = cell.cell.zero_state(4, x1)
+    out1, _ = cell(x1, state, torch.Generator().manual_seed(1))
+    kept = out1.detach().clone()
+    out1.sum().backward()
+    grad = cell.cell.weight_hh.grad.clone()
+    for _ in range(3):
+        out2, _ = cell(x2, state, torch.Generator().manual_seed(2))
+        out2.sum().backward()
+    assert torch.equal(out1.detach(), kept)
+    assert not torch.equal(out2.detach(), kept)
+    cell.zero_grad()
+    again, _ = cell(x1, state, torch.Generator().manual_seed(1))
+    again.sum().backward()
+    torch.testing.assert_close(cell.cell.weight_hh.grad, grad)
+    torch.testing.assert_close(again, kept)
