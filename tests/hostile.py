@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -35,40 +35,50 @@ class Outcome:
         return [line for line in self.stderr.splitlines() if line.startswith("Error:")]
 
 
+# The command runs under a small launcher that forks it and reports its peak memory: a child forked from
+# pytest itself would inherit pytest's own high-water mark (Linux keeps ru_maxrss across fork and exec).
+_LAUNCHER = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "sketchprep", *sys.argv[3:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[2], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(128 - code if code < 0 else code)
+"""
+
+
 def run_sketchprep(args: list[str], cwd: Path, stdin: bytes | None = None, timeout: float = 10.0,
                    env: dict | None = None) -> Outcome:
-    """`python -m sketchprep ARGS` in `cwd`, timed, with its peak memory (wait4's ru_maxrss)."""
-    out_path, err_path = cwd / ".hostile-stdout", cwd / ".hostile-stderr"
-
-    def limit():
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP, ADDRESS_SPACE_CAP))
-
+    """`python -m sketchprep ARGS` in `cwd`, timed, with its peak memory (wait4's ru_maxrss of the command)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "sketchprep", *args], cwd=cwd, env=full_env,
-                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=out, stderr=err, preexec_fn=limit)
-        killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
-        killer.start()
-        try:
-            if stdin is not None:
-                try:
-                    proc.stdin.write(stdin)
-                except BrokenPipeError:
-                    pass
-                proc.stdin.close()
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    outcome = Outcome(proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
-                      seconds, usage.ru_maxrss / 1024)
-    out_path.unlink()
-    err_path.unlink()
-    return outcome
+    with tempfile.TemporaryDirectory(prefix="hostile-") as scratch:
+        out_path, err_path, peak_path = (Path(scratch) / n for n in ("stdout", "stderr", "peak"))
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(ADDRESS_SPACE_CAP), str(peak_path), *args],
+                                    cwd=cwd, env=full_env, start_new_session=True,
+                                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                    stdout=out, stderr=err)
+            killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+            killer.start()
+            try:
+                if stdin is not None:
+                    try:
+                        proc.stdin.write(stdin)
+                    except BrokenPipeError:
+                        pass
+                    proc.stdin.close()
+                proc.wait()
+            finally:
+                killer.cancel()
+            seconds = time.perf_counter() - start
+        peak_kb = float(peak_path.read_text()) if peak_path.exists() else float("nan")
+        return Outcome(proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
+                       seconds, peak_kb / 1024)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
