@@ -41,6 +41,7 @@ from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
 
 from .data import Batch, Batches, load_data
 from .model import HParams, SketchRNN, count_parameters, kl_weight_at, lr_at
+from .rnn import release_buffers
 
 CHECKPOINT_FORMAT = "sketchrnn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -364,7 +365,7 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
     with the step's index and {"cost", "r_cost", "kl", "seconds"} (tests use it to interrupt a run).
 
     Subnormal floats are flushed to zero while it runs (subnormal gradients make the CPU backward
-    ~10x slower, PERF.md) and the thread's previous setting is restored afterwards.
+    ~10x slower on this CPU, measured) and the thread's previous setting is restored afterwards.
     """
     previous = flush_denormal_enabled()
     torch.set_flush_denormal(True)
@@ -372,6 +373,7 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
         return _train(data_paths, out_dir, hps, **options)
     finally:
         torch.set_flush_denormal(previous)
+        release_buffers()  # the fast RNN's kept buffers (about 1 GB at the reference sizes)
 
 
 SAMPLES_DIR = "samples"
