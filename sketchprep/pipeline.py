@@ -157,7 +157,7 @@ def output_dir(recipe: Recipe, out: str | os.PathLike | None = None) -> Path:
     if out is not None:
         return Path(out)
     if recipe.output:
-        return recipe.path.parent / recipe.output
+        return Path(os.path.normpath(recipe.path.parent / recipe.output))
     return Path("out") / recipe.path.stem
 
 
