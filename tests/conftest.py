@@ -35,3 +35,14 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found: {path} (set SKETCHPREP_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for the module's tests (small batches: more threads only add overhead)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -53,6 +53,13 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _assert_gone_within(pids: list[int], seconds: float) -> None:
+    gone_by = time.monotonic() + seconds
+    while any(_running(p) for p in pids) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not [p for p in pids if _running(p)], "workers outlived their parent"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
 def test_killed_convert_leaves_no_worker_and_no_temporary_file(tmp_path, big_input, sig):
     out = tmp_path / "out.npz"
@@ -71,10 +78,7 @@ def test_killed_convert_leaves_no_worker_and_no_temporary_file(tmp_path, big_inp
         assert proc.poll() is None, "finished before it could be killed: make the input bigger"
         os.kill(proc.pid, sig)  # the parent only: the workers must follow by themselves
         _, stderr = proc.communicate(timeout=3)
-        gone_by = time.monotonic() + 3
-        while any(_running(w) for w in workers) and time.monotonic() < gone_by:
-            time.sleep(0.05)
-        assert not [w for w in workers if _running(w)], "workers outlived their parent"
+        _assert_gone_within(workers, 3)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -133,10 +137,7 @@ def test_workers_busy_with_a_long_chunk_die_with_a_killed_parent(tmp_path):
         time.sleep(0.3)  # both inside time.sleep(60)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=3)
-        gone_by = time.monotonic() + 3
-        while any(_running(w) for w in workers) and time.monotonic() < gone_by:
-            time.sleep(0.05)
-        assert not [w for w in workers if _running(w)], "workers outlived their parent"
+        _assert_gone_within(workers, 3)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -36,13 +36,7 @@ from sketchrnn.train import LATEST, load_checkpoint, model_from_checkpoint
 FOLDERS = ["c_layer_norm_layer_norm", "u_lstm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of 4 sketches: threads only add overhead (much of it on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # batches of 4 sketches: threads only add overhead
 
 
 def ckpt_folder(name: str):

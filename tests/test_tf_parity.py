@@ -48,13 +48,7 @@ CASES = ["c_lstm_lstm", "c_lstm_layer_norm", "c_lstm_hyper", "c_layer_norm_lstm"
          "u_hyper", "c_lstm_lstm_eval"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of 4 sketches: threads only add overhead (much of it on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # batches of 4 sketches: threads only add overhead
 
 
 def case_path(name: str) -> str:

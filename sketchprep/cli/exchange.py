@@ -6,6 +6,7 @@ import os
 import click
 
 from .app import handle_errors, main, need_torch
+from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
 
 
 @main.command("import", context_settings={"show_default": True})
@@ -133,16 +134,8 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
 @click.option("-o", "--output", required=True,
               help="out.svg / .png (a grid: the prefix, then the completions) or .npz (the completions, in 'test').")
 @click.option("-n", "count", type=int, default=8, help="Number of completions.")
-@click.option("--temperature", "-t", type=float, default=0.4,
-              help="Sampling temperature tau (as `sample`: pi and pen from softmax(logits / tau), sigma x tau).")
-@click.option("--greedy", is_flag=True, help="Most likely component, pen state and offset (no randomness).")
-@click.option("--sigma-form", type=click.Choice(["code", "paper"]), default="code",
-              help="How tau scales the offsets' Gaussians: sigma*tau (code) or sigma*sqrt(tau) (paper).")
-@click.option("--seed", type=int, default=0, help="Seed of every random draw.")
-@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
-              help="Which checkpoint of a run folder to use.")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto.")
-@click.option("--columns", type=int, default=None, help="Drawings per row of the grid.")
+@click.option("--temperature", "-t", type=float, default=0.4, help=TEMPERATURE_HELP)
+@sampling_options(encodes=False)
 @handle_errors
 def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_form, seed, checkpoint, device,
              columns):
@@ -162,22 +155,20 @@ def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_f
     from sketchrnn.sample import complete as run_complete
     from sketchrnn.sample import load_run, read_prefix
 
-    from .model import _check_drawings_output, _write_drawings
-
     if count < 1:
         raise click.UsageError("-n must be >= 1")
     if keep is not None and keep < 1:
         raise click.UsageError("--keep must be >= 1")
     inputs = [run_path] + ([prefix] if os.path.isfile(prefix) else [prefix.rsplit(":", 2)[0]])
-    _check_drawings_output(output, inputs)
+    check_drawings_output(output, inputs)
     run = load_run(run_path, device, checkpoint)
-    _check_drawings_output(output, run.data_files[:1])  # the dataset a SPLIT:INDEX prefix is read from
+    check_drawings_output(output, run.data_files[:1])  # the dataset a SPLIT:INDEX prefix is read from
     drawing, label = read_prefix(prefix, run.data_files[0] if run.data_files else None, keep)
     drawings = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form)
     shown, labels = drawings, None
     if not output.lower().endswith(".npz"):
         shown, labels = [drawing] + drawings, [label] + [""] * count
-    _write_drawings(run, shown, output, columns, labels,
+    write_drawings(run, shown, output, columns, labels,
                     {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
                      "prefix": prefix, "keep": keep, "prefix_points": len(drawing)})
     added = [len(d) - len(drawing) for d in drawings]

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .app import command_line, expand_data, handle_errors, main, need_torch, progress_bar
+from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
 
 
 def _process_start() -> float:
@@ -160,58 +161,15 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
         sys.exit(128 + signum)
 
 
-_TEMPERATURE_HELP = ("Sampling temperature tau: pi and the pen state from softmax(logits / tau); sigma x tau "
-                     "(the reference code's form; --sigma-form paper: sigma x sqrt(tau), i.e. variance x tau).")
-
-
-def _sampling_options(fn):
-    for deco in reversed([
-        click.option("--greedy", is_flag=True, help="Most likely component, pen state and offset (no randomness)."),
-        click.option("--sigma-form", type=click.Choice(["code", "paper"]), default="code",
-                     help="How tau scales the offsets' Gaussians: sigma*tau (code) or sigma*sqrt(tau) (paper)."),
-        click.option("--seed", type=int, default=0, help="Seed of every random draw."),
-        click.option("--sampled-z", is_flag=True,
-                     help="Encode to z = mu + sigma*eps (the reference notebook) instead of mu."),
-        click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
-                     help="Which checkpoint of a run folder to use."),
-        click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto."),
-        click.option("--columns", type=int, default=None, help="Drawings per row of the grid."),
-    ]):
-        fn = deco(fn)
-    return fn
-
-
-def _check_drawings_output(output: str, inputs=()) -> None:
-    from ..outputs import check_output
-
-    if os.path.splitext(output)[1].lower() not in (".svg", ".png", ".npz"):
-        raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
-    check_output(output, inputs, option="-o")  # an input, a folder, unwritable: refused before the model loads
-
-
-def _write_drawings(run, drawings, output, columns, labels, meta) -> None:
-    from ..dataset import save_dataset
-    from ..render import save_grid
-
-    ext = os.path.splitext(output)[1].lower()
-    if ext == ".npz":
-        meta = {"kind": "sketchrnn samples", "run": run.path, "step": run.step, **meta}
-        save_dataset(output, {"train": [], "valid": [], "test": drawings}, meta=meta)
-    elif ext in (".svg", ".png"):
-        save_grid(drawings, output, columns=columns, labels=labels, borders=True)
-    else:
-        raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
-
-
 @main.command(context_settings={"show_default": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, help="samples.svg / .png (a grid) or .npz (the drawings, in 'test').")
 @click.option("-n", "count", type=int, default=16, help="Number of drawings.")
-@click.option("--temperature", "-t", type=float, default=0.4, help=_TEMPERATURE_HELP)
+@click.option("--temperature", "-t", type=float, default=0.4, help=TEMPERATURE_HELP)
 @click.option("--reconstruct", "condition", metavar="[FILE.npz:]SPLIT:INDEX", default=None,
               help="Encode this drawing (FILE defaults to the run's first dataset) and decode it n times; the "
                    "grid starts with the original.")
-@_sampling_options
+@sampling_options()
 @handle_errors
 def sample(run_path, output, count, temperature, condition, greedy, sigma_form, seed, sampled_z, checkpoint, device,
            columns):
@@ -232,7 +190,7 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
 
     if count < 1:
         raise click.UsageError("-n must be >= 1")
-    _check_drawings_output(output)
+    check_drawings_output(output)
     run = load_run(run_path, device, checkpoint)
     labels = None
     if condition:
@@ -242,7 +200,7 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
             drawings, labels = [original] + drawings, [label] + [""] * count
     else:
         drawings = run_sample(run, count, temperature, greedy, seed, sigma_form)
-    _write_drawings(run, drawings, output, columns, labels,
+    write_drawings(run, drawings, output, columns, labels,
                     {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
                      "reconstruct": condition})
     made = drawings[1:] if labels else drawings     # not the original of --reconstruct
@@ -258,10 +216,10 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
 @click.argument("second", metavar="B")
 @click.option("-o", "--output", required=True, help="morph.svg / .png (one row) or .npz.")
 @click.option("--steps", type=int, default=10, help="Drawings from A to B, both ends included.")
-@click.option("--temperature", "-t", type=float, default=0.1, help=_TEMPERATURE_HELP)
+@click.option("--temperature", "-t", type=float, default=0.1, help=TEMPERATURE_HELP)
 @click.option("--lerp", is_flag=True, help="Linear instead of spherical interpolation of the latent codes.")
 @click.option("--show-inputs", is_flag=True, help="Put A and B themselves at the ends of the row.")
-@_sampling_options
+@sampling_options()
 @handle_errors
 def interpolate(run_path, first, second, output, steps, temperature, lerp, show_inputs, greedy, sigma_form, seed,
                 sampled_z, checkpoint, device, columns):
@@ -280,7 +238,7 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     need_torch()
     from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_drawing
 
-    _check_drawings_output(output, (first, second))
+    check_drawings_output(output, (first, second))
     run = load_run(run_path, device, checkpoint)
     default = run.data_files[0] if run.data_files else None
     (a, label_a), (b, label_b) = read_drawing(first, default), read_drawing(second, default)
@@ -291,7 +249,7 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     if show_inputs and not output.lower().endswith(".npz"):
         drawings = [a] + drawings + [b]
         labels = [label_a] + [""] * steps + [label_b]
-    _write_drawings(run, drawings, output, columns or len(drawings), labels,
+    write_drawings(run, drawings, output, columns or len(drawings), labels,
                     {"a": label_a, "b": label_b, "steps": steps, "temperature": temperature, "greedy": greedy,
                      "seed": seed, "interpolation": "lerp" if lerp else "slerp"})
     inputs = " (the two inputs at the ends and " + f"{steps} decoded between)" if labels else ""

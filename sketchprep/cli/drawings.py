@@ -1,0 +1,55 @@
+"""What the commands that draw with a model share: sampling options, and checking and writing -o."""
+from __future__ import annotations
+
+import os
+
+import click
+
+
+TEMPERATURE_HELP = ("Sampling temperature tau: pi and the pen state from softmax(logits / tau); sigma x tau "
+                     "(the reference code's form; --sigma-form paper: sigma x sqrt(tau), i.e. variance x tau).")
+
+
+def sampling_options(encodes: bool = True):
+    """The options every command that decodes drawings shares (--sampled-z only where it encodes)."""
+    options = [
+        click.option("--greedy", is_flag=True, help="Most likely component, pen state and offset (no randomness)."),
+        click.option("--sigma-form", type=click.Choice(["code", "paper"]), default="code",
+                     help="How tau scales the offsets' Gaussians: sigma*tau (code) or sigma*sqrt(tau) (paper)."),
+        click.option("--seed", type=int, default=0, help="Seed of every random draw."),
+        click.option("--sampled-z", is_flag=True,
+                     help="Encode to z = mu + sigma*eps (the reference notebook) instead of mu.") if encodes else None,
+        click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
+                     help="Which checkpoint of a run folder to use."),
+        click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto."),
+        click.option("--columns", type=int, default=None, help="Drawings per row of the grid."),
+    ]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn) if option is not None else fn
+        return fn
+
+    return decorate
+
+
+def check_drawings_output(output: str, inputs=()) -> None:
+    from ..outputs import check_output
+
+    if os.path.splitext(output)[1].lower() not in (".svg", ".png", ".npz"):
+        raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
+    check_output(output, inputs, option="-o")  # an input, a folder, unwritable: refused before the model loads
+
+
+def write_drawings(run, drawings, output, columns, labels, meta) -> None:
+    from ..dataset import save_dataset
+    from ..render import save_grid
+
+    ext = os.path.splitext(output)[1].lower()
+    if ext == ".npz":
+        meta = {"kind": "sketchrnn samples", "run": run.path, "step": run.step, **meta}
+        save_dataset(output, {"train": [], "valid": [], "test": drawings}, meta=meta)
+    elif ext in (".svg", ".png"):
+        save_grid(drawings, output, columns=columns, labels=labels, borders=True)
+    else:
+        raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
