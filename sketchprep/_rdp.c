@@ -21,7 +21,8 @@
  *   stroke never depends on the other strokes of the batch, and matches the numpy fallback bit for bit.
  *
  * stroke_lengths(points, offsets, lengths, boxes)
- *   lengths (float64, S) receives every stroke's arc length and boxes (float64, 4*S) its bounding box
+ *   lengths (float64, S) receives every stroke's arc length (accurate for any finite offsets, however tiny)
+ *   and boxes (float64, 4*S) its bounding box
  *   (min x, min y, max x, max y): what a bound on the resampled point count needs before anything is
  *   resampled, in one pass over the points.
  *
@@ -267,7 +268,9 @@ static PyObject *stroke_lengths(PyObject *self, PyObject *args)
         for (int64_t i = o[s] + 1; i < o[s + 1]; i++) {
             double x = p[2 * i], y = p[2 * i + 1];
             double dx = x - p[2 * i - 2], dy = y - p[2 * i - 1];
-            total += sqrt(dx * dx + dy * dy);
+            double d2 = dx * dx + dy * dy;
+            /* squares of tiny (or huge) offsets underflow (overflow): hypot, slower, scales instead */
+            total += d2 > 1e-280 && d2 < 1e280 ? sqrt(d2) : hypot(dx, dy);
             if (x < x0) x0 = x;
             if (x > x1) x1 = x;
             if (y < y0) y0 = y;

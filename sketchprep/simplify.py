@@ -188,17 +188,25 @@ def stroke_lengths(flat: FlatDrawings) -> tuple[np.ndarray, np.ndarray]:
 def resampled_counts(flat: FlatDrawings, spacing: float, size: float | None = None) -> np.ndarray:
     """(S,) float64 upper bound of the points `resample_flat(normalize_flat(flat, size), spacing)` makes
     per stroke (no normalising when `size` is None), from arc lengths alone: nothing is resampled. One
-    pass over the points (the drawings' extents come from the strokes' boxes)."""
+    pass over the points (the drawings' extents come from the strokes' boxes). The bound is at most 2
+    above the true count, for any finite coordinates: tiny, huge or degenerate extents included."""
     lengths, boxes = stroke_lengths(flat)
+    per_stroke = np.diff(flat.stroke_offsets).astype(np.float64)
+    # The resampler measures the normalised points, whose rounding (about one ulp of the coordinates per
+    # point) can make its arc length a hair longer than the scaled one: allow for it, so that a length just
+    # below a multiple of the spacing still bounds one just above it.
+    reach = np.abs(boxes).max(axis=1) if len(boxes) else np.zeros(0)
     if size and flat.n_drawings:  # the scale of strokes.normalization
         starts = flat.drawing_offsets[:-1]
         extent = (np.maximum.reduceat(boxes[:, 2:], starts) - np.minimum.reduceat(boxes[:, :2], starts)).max(axis=1)
         with np.errstate(all="ignore"):
             usable = (extent > 0) & np.isfinite(size / extent)
             scale = np.where(usable, size / np.where(usable, extent, 1.0), 1.0)
-        lengths = lengths * np.repeat(scale, np.diff(flat.drawing_offsets))
+        per_drawing = np.diff(flat.drawing_offsets)
+        lengths = lengths * np.repeat(scale, per_drawing)
+        reach = np.repeat(extent * scale, per_drawing)  # normalised points lie in [0, size] (or [0, extent])
     with np.errstate(all="ignore"):
-        return np.floor(lengths / spacing) + 2
+        return np.floor((lengths + 1e-12 * per_stroke * reach) / spacing) + 2
 
 
 def _resample_numpy(pts: np.ndarray, offs: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sketchprep.convert import BAD_INPUT_REASONS, ConvertOptions, process_task
@@ -95,17 +95,23 @@ def test_parse_lines_reports_a_marker_as_line_too_long():
 coords = st.floats(-1000, 1000, allow_nan=False, allow_infinity=False)
 drawings = st.lists(st.lists(st.lists(st.tuples(coords, coords), min_size=1, max_size=8), min_size=1, max_size=3),
                     min_size=1, max_size=4)
+# every extent the ndjson reader accepts (|coordinate| <= 1e6): tiny (down to subnormal), ordinary and huge,
+# around an origin anywhere in that range
+extents = st.sampled_from([1.0, 1e-3, 1e-150, 1e-300, 1e-310, 1e3])
+origins = st.sampled_from([0.0, 1.0, -999_000.0, 999_000.0])
 
 
 @settings(max_examples=150)
-@given(drawings, st.sampled_from([None, 0.0, 255.0, 17.0]), st.sampled_from([1.0, 0.5, 3.0]))
-def test_resampled_counts_bound_what_resampling_makes(drawings, size, spacing):
+@given(drawings, st.sampled_from([None, 0.0, 255.0, 17.0]), st.sampled_from([1.0, 0.5, 3.0]), extents, origins)
+@example([[[(0.0, 0.0), (0.0, 1.4568317038085893e-300)]]], 255.0, 1.0, 1.0, 0.0)  # a length whose square underflows
+@example([[[(0.0, 0.0), (3e-310, 0.0)], [(0.0, 1e-300)]]], 255.0, 1.0, 1.0, 0.0)  # subnormal offsets, normal extent
+def test_resampled_counts_bound_what_resampling_makes(drawings, size, spacing, extent, origin):
     import numpy as np
 
     from sketchprep import simplify
     from sketchprep.strokes import flatten, normalize_flat
 
-    flat = flatten([[np.array(s, dtype=np.float64) for s in d] for d in drawings])
+    flat = flatten([[np.array(s, dtype=np.float64) * extent + origin for s in d] for d in drawings])
     bound = simplify.resampled_counts(flat, spacing, size)
     made = np.diff(simplify.resample_flat(normalize_flat(flat, size) if size is not None else flat,
                                           spacing).stroke_offsets)
