@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sketchprep.errors import OptionError
-from sketchrnn.rnn import lstm_sequence
+from sketchrnn.rnn import fused_lstm_precision, lstm_sequence
 
 CELL_TYPES = ("lstm", "layer_norm", "hyper")
 FORGET_BIAS = 1.0     # added to the forget gate in-graph (reference LSTMCell forget_bias)
@@ -295,7 +295,9 @@ class LSTMCell(nn.Module):
         """PyTorch's fused LSTM kernel on (T, B, I) (no recurrent dropout). Same function as `loop`."""
         h0, c0 = state
         params = [self.weight_ih, self.weight_hh, self.bias + self.forget_offset, self.zero_bias]
-        out, h, c = torch.lstm(x, (h0[None], c0[None]), params, True, 1, 0.0, self.training, False, False)
+        with fused_lstm_precision(x.device.type):  # (.float(): a no-op in float32; autocast casts as it needs)
+            out, h, c = torch.lstm(x.float(), (h0[None].float(), c0[None].float()), params, True, 1, 0.0,
+                                   self.training, False, False)
         return out, (h[0], c[0])
 
 

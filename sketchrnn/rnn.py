@@ -23,6 +23,8 @@ encoder does with sequences sorted longest first; a finished row keeps its final
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -247,6 +249,26 @@ def _forget_offset(hid: int, device) -> Tensor:
 def low_precision(device_type: str) -> bool:
     """True when autocast to bfloat16 is on for `device_type` (the model's precision=bf16)."""
     return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+
+
+_FUSED_BF16: dict[str, bool] = {}
+
+
+def fused_lstm_precision(device_type: str):
+    """A context for `torch.lstm`: as it is, or float32 where autocast to bfloat16 is on but this machine's
+    fused LSTM has no bfloat16 kernel (oneDNN's needs AVX-512: on an AVX2 CPU it raises "could not create a
+    primitive descriptor"). Whether it has one is tried once per process on a 1x1x1 LSTM."""
+    if not low_precision(device_type):
+        return contextlib.nullcontext()
+    if device_type not in _FUSED_BF16:
+        one = torch.zeros(1, 1, 1, device=device_type)
+        weights = [torch.zeros(4, 1, device=device_type)] * 2 + [torch.zeros(4, device=device_type)] * 2
+        try:
+            torch.lstm(one, (one, one), weights, True, 1, 0.0, False, False, False)
+            _FUSED_BF16[device_type] = True
+        except RuntimeError:
+            _FUSED_BF16[device_type] = False
+    return contextlib.nullcontext() if _FUSED_BF16[device_type] else torch.autocast(device_type, enabled=False)
 
 
 def lstm_sequence(kind: str, xp: Tensor, state: tuple, params: tuple, masks: Tensor | None,
