@@ -181,13 +181,18 @@ def test_ddp_two_cpu_processes(data, tmp_path):
     (checked inside train), rank 0 writes the checkpoint. --standalone lets torchrun bind a free port
     itself: picking one here and passing it on raced with other tests and processes (a port free when
     picked was taken when torchrun bound it)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # each worker's stdout and stderr go to a file (torchrun's own summary names only the signal), and a
+    # worker killed by a signal prints where every thread of it was (PYTHONFAULTHANDLER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
+    logs = tmp_path / "logs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "sketchprep", "train", data, "--out", str(tmp_path / "ddp"), "--max-steps", "4", "--threads", "1",
+           "--log-dir", str(logs), "--redirects", "3", "-m", "sketchprep", "train", data, "--out", str(tmp_path / "ddp"), "--max-steps", "4", "--threads", "1",
            "--set", "enc_rnn_size=8", "--set", "dec_rnn_size=12", "--set", "z_size=4", "--set", "num_mixture=3",
            "--set", "batch_size=8", "--set", "save_every=2", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    workers = "".join(f"\n--- {p.relative_to(logs)} ---\n{p.read_text(errors='replace')[-4000:]}"
+                      for p in sorted(logs.rglob("*.log")))
+    assert proc.returncode == 0, proc.stderr[-3000:] + workers
     ckpt = _state(tmp_path / "ddp")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4
     rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
