@@ -408,22 +408,14 @@ def read_magenta(path: str | os.PathLike, gate_order: tuple[str, ...] = TF_GATES
 def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_factor: float, step: int,
                       source: str, optimizer_state: dict | None = None, max_len: int | None = None,
                       data_files: list[str] | None = None, overwrite: bool = False) -> Path:
-    """Write `out_dir/latest.pt` (the checkpoint layout of `sketchrnn.train`) and `hparams.json` for a
+    """Write `out_dir/latest.pt` (the checkpoint layout of `sketchrnn.checkpoint`) and `hparams.json` for a
     model imported from elsewhere, so that sample, interpolate, complete, export and `train --resume`
     take it. Refuses a folder that already holds a run unless `overwrite`. Returns the checkpoint path.
     Without `optimizer_state`, Adam starts fresh on resume (an empty torch Adam state)."""
     import torch
 
-    from sketchprep.dataset import atomic_output
-
+    from .checkpoint import BEST, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST, save_checkpoint, write_hparams
     from .model import SketchRNN
-    from .train import (
-        BEST,
-        CHECKPOINT_FORMAT,
-        CHECKPOINT_VERSION,
-        LATEST,
-        save_checkpoint,
-    )
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -447,8 +439,7 @@ def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_f
     if overwrite and (out / BEST).exists():
         os.unlink(out / BEST)             # a stale best.pt would shadow the imported model in `sample`
     save_checkpoint(out / LATEST, ckpt)
-    with atomic_output(out / "hparams.json") as f:
-        f.write(json.dumps(hps.to_dict(), indent=2).encode())
+    write_hparams(out, hps)
     return out / LATEST
 
 

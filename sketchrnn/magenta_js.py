@@ -141,7 +141,7 @@ def js_model(state_dict: dict, hps: HParams, scale_factor: float, name: str,
 
 def export_js_model(run, path: str | os.PathLike, name: str | None = None,
                     scale_factor: float | None = None) -> ExportSummary:
-    """Write a run's decoder (a `sketchrnn.sample.Run`) as a `.gen.json` file (temp file, then renamed).
+    """Write a run's decoder (a `sketchrnn.checkpoint.Run`) as a `.gen.json` file (temp file, then renamed).
 
     `name` defaults to the run folder's name, `scale_factor` to the run's (data units per model unit)."""
     check_exportable(run.hps, run.path)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,43 +23,11 @@ from sketchprep.dataset import load_dataset
 from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.strokes import START_TOKEN
 
+from .checkpoint import Run, load_run  # noqa: F401  (load_run: callers import it from here)
 from .data import CLAMP_LIMIT, pad_batch
-from .model import HParams, SketchRNN, mixture_params
-from .train import BEST, LATEST, load_checkpoint, model_from_checkpoint, resolve_device
+from .model import mixture_params
 
 SIGMA_FORMS = ("code", "paper")
-
-
-@dataclass
-class Run:
-    """A trained model and what sampling needs from its checkpoint."""
-
-    model: SketchRNN
-    hps: HParams
-    scale_factor: float
-    max_len: int
-    data_files: list[str]
-    step: int
-    path: str
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-
-def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str = "best") -> Run:
-    """A run folder (its best.pt, else latest.pt; `checkpoint="latest"` prefers latest.pt) or a .pt file."""
-    path = str(path)
-    if os.path.isdir(path):
-        order = [BEST, LATEST] if checkpoint == "best" else [LATEST, BEST]
-        found = [os.path.join(path, name) for name in order if os.path.exists(os.path.join(path, name))]
-        if not found:
-            raise OptionError(f"{path}: no best.pt or latest.pt here (is it a `sketchprep train --out` folder?)")
-        path = found[0]
-    ckpt = load_checkpoint(path)
-    model = model_from_checkpoint(ckpt, resolve_device(device))
-    return Run(model, model.hps, float(ckpt["scale_factor"]), int(ckpt["max_len"]), list(ckpt["data_files"]),
-               int(ckpt["step"]), path)
 
 
 def sample_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

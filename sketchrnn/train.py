@@ -11,17 +11,18 @@ latest.pt is saved every time, and a grid of samples goes to samples/step-NNNNNN
 evaluates one update later, when its 0-based t is a multiple; the difference is one step.) A run that
 stops (max steps, --max-time, early stopping, a signal) evaluates and saves latest.pt first.
 
-Checkpoints are plain dicts (`torch.load(path, weights_only=True)` reads them) written to a temporary
-file and renamed: the weights (of the unwrapped, uncompiled module), the optimizer, the hparams, the
-scale factor (fix F.14), the step, the best valid cost, the data files. Every random draw of step t
-derives from (seed, t, process rank), so `resume` continues exactly where a killed run would have gone.
+Every random draw of step t derives from (seed, t, process rank), so `resume` continues exactly where
+a killed run would have gone. What a checkpoint holds and how it is checked: `sketchrnn.checkpoint`.
 
 Data-parallel: started by `torchrun --nproc_per_node=N`, each process takes its own `batch_size`
 sketches of the step's shared permutation and DDP averages the gradients (NCCL on CUDA, gloo on CPU).
+
+The code follows a run in order: `set_up` checks the inputs and builds what the loop needs (a `Setup`:
+data, batches, model, optimiser, the step to start from), `describe` says what will happen, and
+`run_loop` takes the steps, evaluates (`evaluate_and_save`, with `sketchrnn.evaluation`) and stops.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -36,20 +37,42 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sketchprep.dataset import atomic_output, check_zip_bounds
-from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
+from sketchprep.dataset import atomic_output
+from sketchprep.errors import OptionError
 
-from .data import Batch, Batches, load_data
+from .checkpoint import (BEST, LATEST, SAMPLES_DIR, Run, TrainingError, check_data_unchanged, data_fingerprint,
+                         load_checkpoint, make_checkpoint, prepare_run_folder, save_checkpoint)
+from .data import Batches, SketchData, load_data
+from .devices import Dist, init_distributed, to_device
+from .evaluation import evaluate, step_seed
 from .model import HParams, SketchRNN, count_parameters, kl_weight_at, lr_at
 from .rnn import release_buffers
+from .sample import write_progress_grids
 
-CHECKPOINT_FORMAT = "sketchrnn-checkpoint"
-CHECKPOINT_VERSION = 1
-LATEST, BEST = "latest.pt", "best.pt"
+# callers import these from here too (they lived here before sketchrnn.checkpoint)
+from .checkpoint import CHECKPOINT_FORMAT, model_from_checkpoint  # noqa: F401
+
+SAMPLE_TEMPERATURE = 0.4
+RECONSTRUCTED = 4       # fixed valid drawings reconstructed at every evaluation (conditional models)
 
 
-class TrainingError(SketchprepError):
-    """Training cannot go on (a non-finite loss, a checkpoint that does not match the run)."""
+@dataclass
+class TrainOptions:
+    """The keywords of `train` (its docstring says what each does)."""
+
+    resume: bool = False
+    allow_data_change: bool = False
+    max_steps: int | None = None
+    max_seconds: float | None = None
+    device: str = "auto"
+    rnn_impl: str = "auto"
+    patience: int = 0
+    samples: int = 16
+    log_every: int = 20
+    log: Callable[[str], None] | None = None
+    progress: Callable[[int], None] | None = None
+    on_step: Callable[[int, dict], None] | None = None
+    started: float | None = None
 
 
 @dataclass
@@ -65,11 +88,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)   # the metric rows written by this call
     signal: int | None = None       # the signal that interrupted the run (SIGINT, SIGTERM)
     seconds: float = 0.0            # wall-clock time of the call
-
-
-def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
-    """A 64-bit seed for one random stream of one step of one process."""
-    return int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1, np.uint64)[0])
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
@@ -98,190 +116,6 @@ def format_duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{seconds:.0f} s"
-
-
-def data_fingerprint(paths: list[str]) -> list[dict]:
-    """Name, size and sha256 of each data file (a few ms per MB), so `--resume` sees a replaced file."""
-    out = []
-    for p in paths:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out.append({"file": os.path.basename(p), "size": os.path.getsize(p), "sha256": h.hexdigest()})
-    return out
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise OptionError(f"--device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"--device {device}: CUDA is not available here")
-    return dev
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """A checkpoint dict, read without executing code (`weights_only=True`)."""
-    path = str(path)
-    try:
-        check_zip_bounds(path)  # a deflated member could inflate to any size inside torch's reader
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except DatasetFormatError as e:
-        raise TrainingError(f"not a sketchrnn checkpoint: {e.message}", path=path) from None
-    except FileNotFoundError:
-        raise TrainingError("no such checkpoint", path=path) from None
-    except IsADirectoryError:
-        raise TrainingError("is a folder, not a checkpoint file", path=path) from None
-    except MemoryError:
-        raise TrainingError("the checkpoint needs more memory than there is to load", path=path) from None
-    except Exception:  # noqa: BLE001  (damaged or foreign: torch's own text may advise unsafe loading, never shown)
-        raise TrainingError("not a sketchrnn checkpoint, or a damaged one: it cannot be read as plain tensors and "
-                            "numbers. Use a best.pt or latest.pt written by `sketchprep train`", path=path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError("not a sketchrnn checkpoint (no 'format' entry). Use a best.pt or latest.pt written by "
-                            "`sketchprep train`", path=path)
-    check_checkpoint(ckpt, path)
-    return ckpt
-
-
-# Largest sizes a checkpoint may ask for (a sketch-rnn uses 256-2048 units); `--set` can go past them for
-# a new run, but a file from elsewhere cannot make the model builder allocate more than this.
-CHECKPOINT_MAX = {"enc_rnn_size": 16384, "dec_rnn_size": 16384, "z_size": 16384, "num_mixture": 1024,
-                  "hyper_num_units": 16384, "hyper_embedding_size": 4096, "max_seq_len": 100_000}
-
-
-def check_checkpoint(ckpt: dict, path: str) -> None:
-    """Types and ranges of every entry a checkpoint is used for, and its hparams against its weights
-    (the model is built on the `meta` device, which allocates nothing), before any model is built."""
-    def bad(what: str):
-        return TrainingError(f"damaged checkpoint: {what}. Use a best.pt or latest.pt written by `sketchprep train`",
-                             path=path)
-
-    hparams = ckpt.get("hparams")
-    if not isinstance(hparams, dict):
-        raise bad("'hparams' is not a dict")
-    for name, limit in CHECKPOINT_MAX.items():
-        value = hparams.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
-            raise bad(f"hparam {name} = {value} is over the bound {limit}")
-    try:
-        hps = HParams.from_dict(hparams, source="checkpoint hparams")
-    except OptionError as e:
-        raise bad(str(e)) from None
-    weights = ckpt.get("model")
-    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                for k, v in weights.items()):
-        raise bad("'model' is not a dict of tensors")
-    scale = ckpt.get("scale_factor")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-        raise bad(f"scale_factor {scale!r} is not a number > 0")
-    for name in ("max_len", "step"):
-        value = ckpt.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad(f"{name} {value!r} is not an integer >= 0")
-    if ckpt["max_len"] > hps.max_seq_len:  # sampling runs max_len + 1 decoder steps
-        raise bad(f"max_len {ckpt['max_len']} is over its hparam max_seq_len {hps.max_seq_len}")
-    files = ckpt.get("data_files")
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise bad("data_files is not a list of file names")
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in SketchRNN(hps).state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in weights.items()}
-    if expected != found:
-        diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
-        raise bad(f"its weights do not match its hparams (first difference: {diff[0]})")
-    # shapes can lie: a tensor may be a broadcast view of a few bytes; the data must be really there
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() // t.element_size()
-                for t in weights.values()}
-    held, needed = sum(storages.values()), sum(math.prod(shape) for shape in expected.values())
-    if held < needed:
-        raise bad(f"its weights hold {held:,} values for a model of {needed:,} parameters")
-
-
-def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
-    """Write atomically: a killed process leaves the previous file, never half of a new one."""
-    with atomic_output(path) as f:
-        torch.save(ckpt, f)
-
-
-def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> SketchRNN:
-    """The model of a checkpoint, in eval mode."""
-    hps = HParams.from_dict(ckpt["hparams"], source="checkpoint hparams")
-    model = SketchRNN(hps)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval()
-
-
-# ---------------------------------------------------------------------------------------------------
-# distributed helpers (no-ops in a single process)
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def all_sum(self, values: list[float], device) -> list[float]:
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(t)
-        return t.tolist()
-
-
-def init_distributed(device: str) -> tuple[Dist, torch.device]:
-    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1), else one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(), resolve_device(device)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank), dev
-
-
-# ---------------------------------------------------------------------------------------------------
-# evaluation
-
-
-def to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(batch.strokes5).to(device, non_blocking=True)
-    return x, torch.from_numpy(batch.lengths)
-
-
-@torch.no_grad()
-def evaluate(model: SketchRNN, batches: Batches, kl_weight: float, device: torch.device, dist: Dist = Dist(),
-             seed: int = 0) -> dict:
-    """Mean cost, recon cost and KL over every sketch of a split (no dropout, z sampled with a fixed seed)."""
-    was_training = model.training
-    model.eval()
-    sums = [0.0] * 6
-    gen = torch.Generator(device=device).manual_seed(step_seed(seed, 0, dist.rank, 99))
-    for batch in batches.eval_batches(dist.rank, dist.world):
-        x, lengths = to_device(batch, device)
-        losses = model(x, lengths, batch.norm_steps, kl_weight, gen)
-        n = len(batch.lengths)
-        for i, v in enumerate((losses.cost, losses.r_cost, losses.kl, losses.offset, losses.pen)):
-            sums[i] += float(v) * n
-        sums[5] += n
-    sums = dist.all_sum(sums, device)
-    model.train(was_training)
-    n = max(sums[5], 1.0)
-    return {"cost": sums[0] / n, "r_cost": sums[1] / n, "kl": sums[2] / n, "offset": sums[3] / n,
-            "pen": sums[4] / n, "n": int(sums[5])}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -341,7 +175,7 @@ class MetricsLog:
 
 
 # ---------------------------------------------------------------------------------------------------
-# the loop
+# the entry point
 
 
 def flush_denormal_enabled() -> bool:
@@ -353,13 +187,13 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
     """Train sketch-rnn on `.npz` files into `out_dir` (best.pt, latest.pt, hparams.json, metrics.jsonl,
     samples/).
 
-    Options (keywords): resume: continue from out_dir/latest.pt (its hparams and data files;
-    `data_paths` may be empty); allow_data_change: resume although a data file's content changed;
-    max_steps: stop when this many steps are done in total (default: hps.num_steps); max_seconds: stop
-    so that the run, its closing evaluation included, ends within this wall-clock budget, counted from
-    `started` (a time.time() value; default: when `train` is called); device
-    ("auto"); rnn_impl ("auto", see SketchRNN.set_rnn_impl); patience: stop after this many
-    evaluations without a better valid cost (0: never); samples: drawings in the grid written at
+    Options (keywords, the fields of `TrainOptions`): resume: continue from out_dir/latest.pt (its
+    hparams and data files; `data_paths` may be empty); allow_data_change: resume although a data
+    file's content changed; max_steps: stop when this many steps are done in total (default:
+    hps.num_steps); max_seconds: stop so that the run, its closing evaluation included, ends within
+    this wall-clock budget, counted from `started` (a time.time() value; default: when `train` is
+    called); device ("auto"); rnn_impl ("auto", see SketchRNN.set_rnn_impl); patience: stop after this
+    many evaluations without a better valid cost (0: never); samples: drawings in the grid written at
     every evaluation (0: none); log_every (20); log: receives one line per `log_every` steps and per
     evaluation; progress: called with 1 per step; on_step(step, metrics): called after every update
     with the step's index and {"cost", "r_cost", "kl", "seconds"} (tests use it to interrupt a run).
@@ -370,69 +204,108 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
     previous = flush_denormal_enabled()
     torch.set_flush_denormal(True)
     try:
-        return _train(data_paths, out_dir, hps, **options)
+        return _train(data_paths, out_dir, hps, TrainOptions(**options))
     finally:
         torch.set_flush_denormal(previous)
         release_buffers()  # the fast RNN's kept buffers (about 1 GB at the reference sizes)
 
 
-SAMPLES_DIR = "samples"
-SAMPLE_TEMPERATURE = 0.4
-RECONSTRUCTED = 4       # fixed valid drawings reconstructed at every evaluation (conditional models)
-
-
-def _clear_samples(out: Path) -> None:
-    """A run that starts over leaves no grid of the previous run behind."""
-    folder = out / SAMPLES_DIR
-    if folder.is_dir():
-        for p in folder.glob("*-[0-9]*.png"):
-            p.unlink()
-
-
-def _fixed_drawings(data) -> list[np.ndarray]:
-    """A few valid drawings of varied length (the split is sorted by length), back in data units."""
-    valid = data.splits["valid"].strokes
-    picks = sorted({int(q * (len(valid) - 1)) for q in np.linspace(0.2, 0.8, RECONSTRUCTED)})
-    unit = np.array([data.scale_factor, data.scale_factor, 1.0], dtype=np.float32)
-    return [valid[i] * unit for i in picks]
-
-
-def _check_data_unchanged(ckpt: dict, paths: list[str], allow: bool) -> None:
-    saved = ckpt.get("data_fingerprint")
-    if not saved or allow:
-        return
-    now = data_fingerprint(paths)
-    for old, new, path in zip(saved, now, paths):
-        if old["sha256"] != new["sha256"]:
-            raise TrainingError(f"the data changed since the run was trained on it (size {old['size']:,} -> "
-                                f"{new['size']:,} bytes, another sha256). Train a new run with --overwrite or "
-                                f"another --out, or continue on the new data with --allow-data-change", path=path)
-
-
-def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None = None, *, resume: bool = False,
-           allow_data_change: bool = False, max_steps: int | None = None, max_seconds: float | None = None,
-           device: str = "auto", rnn_impl: str = "auto", patience: int = 0, samples: int = 16,
-           log_every: int = 20, log: Callable[[str], None] | None = None,
-           progress: Callable[[int], None] | None = None,
-           on_step: Callable[[int, dict], None] | None = None, started: float | None = None) -> TrainResult:
-    t_begin = started if started is not None else time.time()
+def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None, opts: TrainOptions) -> TrainResult:
+    t_begin = opts.started if opts.started is not None else time.time()
     out = Path(out_dir)
-    dist, dev = init_distributed(device)
-    say = (log or (lambda s: None)) if dist.main else (lambda s: None)
+    dist, dev = init_distributed(opts.device)
+    say = (opts.log or (lambda s: None)) if dist.main else (lambda s: None)
     stop_signal = _StopSignal()       # from here on, a signal stops the run cleanly
     try:
-        return _train_run(data_paths, out, hps, dist, dev, say, stop_signal, t_begin, resume=resume,
-                          allow_data_change=allow_data_change, max_steps=max_steps, max_seconds=max_seconds,
-                          rnn_impl=rnn_impl, patience=patience, samples=samples, log_every=log_every,
-                          progress=progress, on_step=on_step)
+        run = set_up(data_paths, out, hps, opts, dist, dev)
+        for line in describe(run, opts):
+            say(line)
+        return run_loop(run, opts, say, stop_signal, t_begin)
     finally:
         stop_signal.restore()
         if dist.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def _train_run(data_paths, out: Path, hps, dist: Dist, dev, say, stop_signal, t_begin, *, resume, allow_data_change,
-               max_steps, max_seconds, rnn_impl, patience, samples, log_every, progress, on_step) -> TrainResult:
+# ---------------------------------------------------------------------------------------------------
+# the set-up
+
+
+@dataclass
+class Record:
+    """The best valid cost so far: it decides when best.pt is written and when early stopping stops."""
+
+    best: float = math.inf
+    best_step: int | None = None     # steps done at the best evaluation
+    since_best: int = 0              # evaluations since then
+
+    def update(self, cost: float, done: int) -> bool:
+        """Count an evaluation after `done` steps; True when it is the best so far."""
+        improved = cost < self.best
+        if improved:
+            self.best, self.best_step, self.since_best = cost, done, 0
+        else:
+            self.since_best += 1
+        return improved
+
+
+@dataclass
+class Setup:
+    """Everything the loop needs, made by `set_up`. The loop changes only the model, the optimiser and
+    `record`."""
+
+    out: Path
+    hps: HParams
+    dist: Dist
+    device: torch.device
+    data: SketchData
+    batches: dict[str, Batches]      # "train" (augmented, random), "valid", "test" (whole splits)
+    model: SketchRNN                 # the module whose weights are saved
+    net: torch.nn.Module             # what a step calls: the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    fingerprint: list[dict]          # of the data files, saved in every checkpoint
+    resumed: bool                    # continues a checkpoint (its step, record and optimiser state)
+    start: int                       # steps done before this call
+    stop_at: int                     # the step it runs to (num_steps or --max-steps), unless it stops sooner
+    record: Record
+
+    @property
+    def scale_factor(self) -> float:
+        """What the data's offsets were divided by (saved with the model; sampling multiplies by it)."""
+        return self.data.scale_factor
+
+    @property
+    def n_params(self) -> int:
+        return count_parameters(self.model)
+
+
+def set_up(data_paths: list[str], out: Path, hps: HParams | None, opts: TrainOptions, dist: Dist,
+           dev: torch.device) -> Setup:
+    """Check the run's inputs, load its data, build the model, the optimiser and (several processes) the
+    DDP wrapper, then prepare the run folder: nothing is written before every check has passed."""
+    hps, data_paths, ckpt = resolve_inputs(data_paths, out, hps, opts.resume, opts.allow_data_change)
+    fingerprint = data_fingerprint(data_paths)
+    data = load_training_data(data_paths, hps, ckpt["scale_factor"] if ckpt else None)
+    batches = make_batches(data, hps, dist.world)
+    model = build_model(hps, dev, opts.rnn_impl, ckpt["model"] if ckpt else None)
+    optimizer = build_optimizer(model, hps, ckpt["optimizer"] if ckpt else None)
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    record = (Record(float(ckpt["best_valid_cost"]), ckpt.get("best_step"), int(ckpt["evals_since_best"]))
+              if ckpt else Record())
+    start = int(ckpt["step"]) if ckpt else 0
+    stop_at = min(hps.num_steps, opts.max_steps if opts.max_steps is not None else hps.num_steps)
+    if dist.main:
+        prepare_run_folder(out, hps, fresh=ckpt is None)
+    return Setup(out, hps, dist, dev, data, batches, model, net, optimizer, fingerprint, ckpt is not None, start,
+                 stop_at, record)
+
+
+def resolve_inputs(data_paths: list[str], out: Path, hps: HParams | None, resume: bool,
+                   allow_data_change: bool) -> tuple[HParams, list[str], dict | None]:
+    """The run's hparams and data files, and with `resume` the checkpoint it continues, checked
+    against each other and against the run folder."""
     ckpt = None
     if resume:
         ckpt = load_checkpoint(out / LATEST)
@@ -459,177 +332,128 @@ def _train_run(data_paths, out: Path, hps, dist: Dist, dev, say, stop_signal, t_
         if not os.path.isfile(p):
             raise OptionError(f"no such data file: {p}")
     if ckpt is not None:
-        _check_data_unchanged(ckpt, data_paths, allow_data_change)
-    fingerprint = data_fingerprint(data_paths)
+        check_data_unchanged(ckpt, data_paths, allow_data_change)
+    return hps, data_paths, ckpt
 
-    data = load_data([str(p) for p in data_paths], hps.max_seq_len,
-                     scale_factor=ckpt["scale_factor"] if ckpt else None)
+
+def load_training_data(data_paths: list[str], hps: HParams, scale_factor: float | None = None) -> SketchData:
+    """The run's splits, normalised by `scale_factor` (default: computed from the train split)."""
+    data = load_data([str(p) for p in data_paths], hps.max_seq_len, scale_factor=scale_factor)
     for name in ("valid", "test"):
         if len(data.splits[name]) == 0:
             raise OptionError(f"the {name} split is empty; training needs train, valid and test sketches")
-    steps = data.target_steps
-    train_batches = Batches(data.splits["train"], hps.batch_size, steps, hps.pad_to_batch, hps.random_scale_factor,
-                            hps.augment_stroke_prob, hps.seed)
-    valid_batches = Batches(data.splits["valid"], hps.batch_size, steps, hps.pad_to_batch)
-    test_batches = Batches(data.splits["test"], hps.batch_size, steps, hps.pad_to_batch)
-    if len(data.splits["train"]) < hps.batch_size * dist.world:
-        train_batches.random_batch(0, 0, dist.world)  # raises the explanatory error
+    return data
 
+
+def make_batches(data: SketchData, hps: HParams, world: int) -> dict[str, Batches]:
+    """Augmented random batches of the train split; the valid and test splits whole, in order."""
+    steps = data.target_steps
+    batches = {"train": Batches(data.splits["train"], hps.batch_size, steps, hps.pad_to_batch,
+                                hps.random_scale_factor, hps.augment_stroke_prob, hps.seed),
+               "valid": Batches(data.splits["valid"], hps.batch_size, steps, hps.pad_to_batch),
+               "test": Batches(data.splits["test"], hps.batch_size, steps, hps.pad_to_batch)}
+    if len(data.splits["train"]) < hps.batch_size * world:
+        batches["train"].random_batch(0, 0, world)  # raises the explanatory error
+    return batches
+
+
+def build_model(hps: HParams, dev: torch.device, rnn_impl: str = "auto", state: dict | None = None) -> SketchRNN:
+    """A model initialised from the run's seed, or holding `state` (a checkpoint's weights), on `dev`."""
     torch.manual_seed(hps.seed)
     model = SketchRNN(hps)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+    if state is not None:
+        model.load_state_dict(state)
     model.to(dev)
     model.set_rnn_impl(rnn_impl)
-    optimizer = torch.optim.Adam(model.parameters(), lr=hps.learning_rate)  # TF's defaults: betas, eps 1e-8
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    net = model
-    if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    return model
 
-    start = int(ckpt["step"]) if ckpt else 0
-    best = float(ckpt["best_valid_cost"]) if ckpt else math.inf
-    best_step = ckpt.get("best_step") if ckpt else None
-    since_best = int(ckpt["evals_since_best"]) if ckpt else 0
-    stop_at = min(hps.num_steps, max_steps if max_steps is not None else hps.num_steps)
-    n_params = count_parameters(model)
 
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            _clear_samples(out)
-        with atomic_output(out / "hparams.json") as f:
-            f.write(json.dumps(hps.to_dict(), indent=2).encode())
-    metrics = MetricsLog(out, start if ckpt else None, dist.main)
-    say(f"data: {', '.join(data.files)}: train {len(data.splits['train'])}, valid {len(data.splits['valid'])}, "
+def build_optimizer(model: SketchRNN, hps: HParams, state: dict | None = None) -> torch.optim.Optimizer:
+    """Adam with TensorFlow's defaults (betas, eps 1e-8) as the reference; `state` continues a checkpoint's."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=hps.learning_rate)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    return optimizer
+
+
+def describe(run: Setup, opts: TrainOptions) -> list[str]:
+    """The data, model and plan lines `train` logs before its first step."""
+    data, hps, dist, dev = run.data, run.hps, run.dist, run.device
+    max_steps, max_seconds = opts.max_steps, opts.max_seconds
+    to_go = run.stop_at - run.start
+    why = "--max-steps" if max_steps is not None and max_steps < hps.num_steps else "num_steps"
+    return [
+        f"data: {', '.join(data.files)}: train {len(data.splits['train'])}, valid {len(data.splits['valid'])}, "
         f"test {len(data.splits['test'])}; longest {data.max_len} rows; scale factor {data.scale_factor:.4f}"
-        + (f"; dropped (longer than max_seq_len={hps.max_seq_len}): {data.dropped}" if any(data.dropped.values()) else ""))
-    say(f"model: {hps.enc_model}/{hps.dec_model}, enc {hps.enc_rnn_size}, dec {hps.dec_rnn_size}, z {hps.z_size}, "
-        f"M {hps.num_mixture}, {'conditional' if hps.conditional else 'unconditional'}; {n_params:,} parameters; "
+        + (f"; dropped (longer than max_seq_len={hps.max_seq_len}): {data.dropped}" if any(data.dropped.values())
+           else ""),
+        f"model: {hps.enc_model}/{hps.dec_model}, enc {hps.enc_rnn_size}, dec {hps.dec_rnn_size}, z {hps.z_size}, "
+        f"M {hps.num_mixture}, {'conditional' if hps.conditional else 'unconditional'}; {run.n_params:,} parameters; "
         f"device {dev}" + (f" x {dist.world} processes" if dist.world > 1 else "")
         + (f", {torch.get_num_threads()} thread(s)" if dev.type == "cpu" else "")
-        + (f"; resuming at step {start}" if ckpt else ""))
-    to_go = stop_at - start
-    why = "--max-steps" if max_steps is not None and max_steps < hps.num_steps else "num_steps"
-    say(f"plan: {to_go:,} steps (to step {stop_at:,}, {why})"
+        + (f"; resuming at step {run.start}" if run.resumed else ""),
+        f"plan: {to_go:,} steps (to step {run.stop_at:,}, {why})"
         + (f" or {format_duration(max_seconds)} (--max-time), whichever comes first" if max_seconds else "")
         + f"; an evaluation every {hps.save_every:,} steps"
         + ("; that is the reference's 'keep large' num_steps: set --max-steps or --max-time, or stop with "
-           "Ctrl-C (latest.pt is saved)" if to_go >= 1_000_000 and not max_seconds else ""))
-    fixed = _fixed_drawings(data) if hps.conditional else []
+           "Ctrl-C (latest.pt is saved)" if to_go >= 1_000_000 and not max_seconds else ""),
+    ]
 
-    def checkpoint(step_done: int) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "hparams": hps.to_dict(), "scale_factor": data.scale_factor,
-                "max_len": data.max_len, "step": step_done, "best_valid_cost": best, "best_step": best_step,
-                "evals_since_best": since_best, "seed": hps.seed, "world_size": dist.world,
-                "data_files": [os.path.abspath(p) for p in data.files], "data_fingerprint": fingerprint,
-                "classes": data.classes, "torch_version": str(torch.__version__)}
 
-    def write_samples(done: int) -> None:
-        if not samples or not dist.main:
-            return
-        from .sample import Run, write_progress_grids   # sample imports this module
+# ---------------------------------------------------------------------------------------------------
+# the loop
 
-        run = Run(model, hps, data.scale_factor, data.max_len, list(data.files), done, str(out))
-        for tag, path in write_progress_grids(run, out / SAMPLES_DIR, done, samples, fixed, SAMPLE_TEMPERATURE,
-                                              hps.seed):
-            metrics.image(tag, path, done)
 
-    def run_eval(done: int, kl_w: float) -> bool:
-        """Evaluate after `done` steps; returns True when early stopping says stop."""
-        nonlocal best, best_step, since_best
-        t0 = time.perf_counter()
-        v = evaluate(model, valid_batches, kl_w, dev, dist, hps.seed)
-        improved = v["cost"] < best
-        if improved:
-            best, best_step, since_best = v["cost"], done, 0
-        else:
-            since_best += 1
-        metrics.write({"split": "valid", "step": done, "kl_weight": kl_w, **v, "best": best})
-        if improved:
-            if dist.main:
-                save_checkpoint(out / BEST, checkpoint(done))
-            tst = evaluate(model, test_batches, kl_w, dev, dist, hps.seed)
-            metrics.write({"split": "test", "step": done, "kl_weight": kl_w, **tst})
-        if dist.main:
-            save_checkpoint(out / LATEST, checkpoint(done))
-        write_samples(done)
-        say(f"valid  step {done}: cost {v['cost']:.4f}  recon {v['r_cost']:.4f}  kl {v['kl']:.4f}  "
-            f"(best {best:.4f} at step {best_step}; {time.perf_counter() - t0:.1f} s)"
-            + (f"; test cost {tst['cost']:.4f}" if improved else ""))
-        eval_seconds[0] = time.perf_counter() - t0
-        return patience > 0 and since_best >= patience
-
-    # the closing evaluation must fit in --max-time: until one is measured, guess it from the step time
-    # (a forward pass over the valid and test splits, a third of a training step per batch, plus sampling)
-    eval_seconds = [None]
-    n_eval_batches = 2 * math.ceil(len(data.splits["valid"]) / (hps.batch_size * dist.world))
-
-    step = start
-    last_eval = start if ckpt else None
-    stopped = "max_steps" if stop_at < hps.num_steps else "num_steps"
-    acc = np.zeros(6)
-    t_interval = time.perf_counter()
-    step_s = None                      # moving average of a training step's seconds
-    estimated = False
+def run_loop(run: Setup, opts: TrainOptions, say: Callable[[str], None], stop_signal: _StopSignal,
+             t_begin: float) -> TrainResult:
+    """Take steps from `run.start` until `run.stop_at`, --max-time, early stopping or a signal; evaluate
+    every save_every steps and once more at the end."""
+    hps, dist, dev, model, optimizer = run.hps, run.dist, run.device, run.model, run.optimizer
+    metrics = MetricsLog(run.out, run.start if run.resumed else None, dist.main)
+    fixed = _fixed_drawings(run.data) if hps.conditional else []
+    clock = _Clock(t_begin, opts.max_seconds,
+                   n_eval_batches=2 * math.ceil(len(run.data.splits["valid"]) / (hps.batch_size * dist.world)))
+    log = _TrainLog(metrics, say, run.stop_at, opts.log_every, opts.max_seconds)
+    step = run.start
+    last_eval = run.start if run.resumed else None
+    stopped = "max_steps" if run.stop_at < hps.num_steps else "num_steps"
     model.train()
     try:
-        while step < stop_at:
+        while step < run.stop_at:
             t_step = time.perf_counter()
             lr, kl_w = lr_at(hps, step), kl_weight_at(hps, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = train_batches.random_batch(step, dist.rank, dist.world)
+            batch = run.batches["train"].random_batch(step, dist.rank, dist.world)
             x, lengths = to_device(batch, dev)
             gen = torch.Generator(device=dev).manual_seed(step_seed(hps.seed, step, dist.rank, 1))
-            losses = net(x, lengths, batch.norm_steps, kl_w, gen)
+            losses = run.net(x, lengths, batch.norm_steps, kl_w, gen)
             optimizer.zero_grad(set_to_none=True)
             losses.cost.backward()
             torch.nn.utils.clip_grad_value_(model.parameters(), hps.grad_clip)
             # every process must agree on stopping (a signal or the clock reaches them at different moments)
-            elapsed = time.time() - t_begin
-            step_guess = step_s if step_s is not None else time.perf_counter() - t_step
-            closing = eval_seconds[0] if eval_seconds[0] is not None else n_eval_batches * step_guess / 3 + 1.0
-            out_of_time = max_seconds is not None and elapsed + step_guess + closing >= max_seconds
             bad, stop_now, time_up = dist.all_sum([0.0 if torch.isfinite(losses.cost) else 1.0,
                                                    1.0 if stop_signal.received else 0.0,
-                                                   1.0 if out_of_time else 0.0], dev)
+                                                   1.0 if clock.out_of_time(t_step) else 0.0], dev)
             if bad:
                 raise TrainingError(f"the loss is not finite at step {step + 1}; the last checkpoint is "
-                                    f"{out / LATEST} (step {last_eval if last_eval is not None else start})",
-                                    path=str(out))
+                                    f"{run.out / LATEST} (step {last_eval if last_eval is not None else run.start})",
+                                    path=str(run.out))
             optimizer.step()
-            row = [v.item() for v in (losses.cost, losses.r_cost, losses.kl, losses.offset, losses.pen)] + [1.0]
-            acc += row
+            row = [v.item() for v in (losses.cost, losses.r_cost, losses.kl, losses.offset, losses.pen)]
             step += 1                  # steps done
-            seconds = time.perf_counter() - t_step
-            step_s = seconds if step_s is None else 0.9 * step_s + 0.1 * seconds
-            if step % log_every == 0 or step == stop_at:
-                dt = (time.perf_counter() - t_interval) / acc[5]
-                m = acc[:5] / acc[5]
-                metrics.write({"split": "train", "step": step, "lr": lr, "kl_weight": kl_w, "cost": m[0],
-                               "r_cost": m[1], "kl": m[2], "offset": m[3], "pen": m[4], "s_per_step": dt})
-                say(f"train  step {step}: lr {lr:.6f}  klw {kl_w:.4f}  cost {m[0]:.4f}  recon {m[1]:.4f}  "
-                    f"kl {m[2]:.4f}  {dt:.3f} s/step")
-                acc[:] = 0
-                t_interval = time.perf_counter()
-                if not estimated and stop_at - step > 0:
-                    estimated = True
-                    say(f"estimate: {stop_at - step:,} steps to go x {dt:.3f} s/step = "
-                        f"{format_duration((stop_at - step) * dt)} plus evaluations"
-                        + (f" (--max-time stops it after {format_duration(max_seconds)})"
-                           if max_seconds and (stop_at - step) * dt > max_seconds else ""))
+            seconds = clock.step_done(t_step)
+            log.add(step, lr, kl_w, row)
             early_stop = False
             if step % hps.save_every == 0:
                 last_eval = step
-                early_stop = run_eval(step, kl_w)
-                t_interval = time.perf_counter()
-            if progress is not None:
-                progress(1)
-            if on_step is not None:
-                on_step(step - 1, {"cost": row[0], "r_cost": row[1], "kl": row[2], "seconds": seconds})
+                clock.eval_seconds = evaluate_and_save(run, step, kl_w, metrics, say, opts.samples, fixed)
+                early_stop = opts.patience > 0 and run.record.since_best >= opts.patience
+                log.restart()
+            if opts.progress is not None:
+                opts.progress(1)
+            if opts.on_step is not None:
+                opts.on_step(step - 1, {"cost": row[0], "r_cost": row[1], "kl": row[2], "seconds": seconds})
             if early_stop:
                 stopped = "early_stopping"
                 break
@@ -642,14 +466,123 @@ def _train_run(data_paths, out: Path, hps, dist: Dist, dev, say, stop_signal, t_
         if dist.world > 1:
             _check_replicas(model, dist, dev)
         if stopped == "interrupted":
-            if dist.main and step > start and last_eval != step:
-                save_checkpoint(out / LATEST, checkpoint(step))
-        elif last_eval != step and step > start:
-            run_eval(step, kl_weight_at(hps, step - 1))
+            if dist.main and step > run.start and last_eval != step:
+                save_checkpoint(run.out / LATEST, _checkpoint(run, step))
+        elif last_eval != step and step > run.start:
+            evaluate_and_save(run, step, kl_weight_at(hps, step - 1), metrics, say, opts.samples, fixed)
     finally:
         metrics.close()
-    return TrainResult(str(out), step, best, best_step, stopped, n_params, metrics.rows, stop_signal.signum,
-                       time.time() - t_begin)
+    return TrainResult(str(run.out), step, run.record.best, run.record.best_step, stopped, run.n_params, metrics.rows,
+                       stop_signal.signum, time.time() - t_begin)
+
+
+def evaluate_and_save(run: Setup, done: int, kl_w: float, metrics: MetricsLog, say: Callable[[str], None],
+                      samples: int, fixed: list[np.ndarray]) -> float:
+    """The evaluation after `done` steps: the valid split (and the test split and best.pt when it is the
+    best so far), latest.pt, a grid of samples. Returns its seconds."""
+    hps, dist, dev, model = run.hps, run.dist, run.device, run.model
+    t0 = time.perf_counter()
+    v = evaluate(model, run.batches["valid"], kl_w, dev, dist, hps.seed)
+    improved = run.record.update(v["cost"], done)
+    metrics.write({"split": "valid", "step": done, "kl_weight": kl_w, **v, "best": run.record.best})
+    if improved:
+        if dist.main:
+            save_checkpoint(run.out / BEST, _checkpoint(run, done))
+        tst = evaluate(model, run.batches["test"], kl_w, dev, dist, hps.seed)
+        metrics.write({"split": "test", "step": done, "kl_weight": kl_w, **tst})
+    if dist.main:
+        save_checkpoint(run.out / LATEST, _checkpoint(run, done))
+    if samples and dist.main:
+        grid_run = Run(model, hps, run.scale_factor, run.data.max_len, list(run.data.files), done, str(run.out))
+        for tag, path in write_progress_grids(grid_run, run.out / SAMPLES_DIR, done, samples, fixed,
+                                              SAMPLE_TEMPERATURE, hps.seed):
+            metrics.image(tag, path, done)
+    say(f"valid  step {done}: cost {v['cost']:.4f}  recon {v['r_cost']:.4f}  kl {v['kl']:.4f}  "
+        f"(best {run.record.best:.4f} at step {run.record.best_step}; {time.perf_counter() - t0:.1f} s)"
+        + (f"; test cost {tst['cost']:.4f}" if improved else ""))
+    return time.perf_counter() - t0
+
+
+def _checkpoint(run: Setup, step_done: int) -> dict:
+    return make_checkpoint(model=run.model, optimizer=run.optimizer, hps=run.hps, scale_factor=run.scale_factor,
+                           max_len=run.data.max_len, step=step_done, best_valid_cost=run.record.best,
+                           best_step=run.record.best_step, evals_since_best=run.record.since_best,
+                           world_size=run.dist.world, data_files=run.data.files, data_fingerprint=run.fingerprint,
+                           classes=run.data.classes)
+
+
+def _fixed_drawings(data: SketchData) -> list[np.ndarray]:
+    """A few valid drawings of varied length (the split is sorted by length), back in data units."""
+    valid = data.splits["valid"].strokes
+    picks = sorted({int(q * (len(valid) - 1)) for q in np.linspace(0.2, 0.8, RECONSTRUCTED)})
+    unit = np.array([data.scale_factor, data.scale_factor, 1.0], dtype=np.float32)
+    return [valid[i] * unit for i in picks]
+
+
+class _Clock:
+    """Whether the next step and the closing evaluation still fit in --max-time. Until an evaluation has
+    been timed, its time is guessed from the step time (a forward pass over the valid and test splits, a
+    third of a training step per batch, plus sampling)."""
+
+    def __init__(self, t_begin: float, max_seconds: float | None, n_eval_batches: int):
+        self.t_begin, self.max_seconds, self.n_eval_batches = t_begin, max_seconds, n_eval_batches
+        self.step_s: float | None = None          # moving average of a training step's seconds
+        self.eval_seconds: float | None = None    # the last evaluation's seconds
+
+    def out_of_time(self, t_step: float) -> bool:
+        """Asked during the step that began at `t_step` (a perf_counter() value)."""
+        if self.max_seconds is None:
+            return False
+        elapsed = time.time() - self.t_begin
+        step_guess = self.step_s if self.step_s is not None else time.perf_counter() - t_step
+        closing = (self.eval_seconds if self.eval_seconds is not None
+                   else self.n_eval_batches * step_guess / 3 + 1.0)
+        return elapsed + step_guess + closing >= self.max_seconds
+
+    def step_done(self, t_step: float) -> float:
+        """The seconds of the step that began at `t_step`, counted into the average."""
+        seconds = time.perf_counter() - t_step
+        self.step_s = seconds if self.step_s is None else 0.9 * self.step_s + 0.1 * seconds
+        return seconds
+
+
+class _TrainLog:
+    """The train rows: the mean costs of every `log_every` steps (and of the last step), to metrics and
+    the log; after the first row, an estimate of the time to go."""
+
+    def __init__(self, metrics: MetricsLog, say: Callable[[str], None], stop_at: int, log_every: int,
+                 max_seconds: float | None):
+        self.metrics, self.say, self.stop_at, self.log_every, self.max_seconds = (metrics, say, stop_at, log_every,
+                                                                                    max_seconds)
+        self.acc = np.zeros(6)          # cost, r_cost, kl, offset, pen summed; steps counted
+        self.t_interval = time.perf_counter()
+        self.estimated = False
+
+    def restart(self) -> None:
+        """Leave the time an evaluation took out of the next row's s/step."""
+        self.t_interval = time.perf_counter()
+
+    def add(self, step: int, lr: float, kl_w: float, row: list[float]) -> None:
+        """Count the step that made `step` steps done, its costs `row` (cost, r_cost, kl, offset, pen)."""
+        self.acc += row + [1.0]
+        if not (step % self.log_every == 0 or step == self.stop_at):
+            return
+        acc, stop_at = self.acc, self.stop_at
+        dt = (time.perf_counter() - self.t_interval) / acc[5]
+        m = acc[:5] / acc[5]
+        self.metrics.write({"split": "train", "step": step, "lr": lr, "kl_weight": kl_w, "cost": m[0],
+                            "r_cost": m[1], "kl": m[2], "offset": m[3], "pen": m[4], "s_per_step": dt})
+        self.say(f"train  step {step}: lr {lr:.6f}  klw {kl_w:.4f}  cost {m[0]:.4f}  recon {m[1]:.4f}  "
+                 f"kl {m[2]:.4f}  {dt:.3f} s/step")
+        acc[:] = 0
+        self.t_interval = time.perf_counter()
+        if not self.estimated and stop_at - step > 0:
+            self.estimated = True
+            max_seconds = self.max_seconds
+            self.say(f"estimate: {stop_at - step:,} steps to go x {dt:.3f} s/step = "
+                     f"{format_duration((stop_at - step) * dt)} plus evaluations"
+                     + (f" (--max-time stops it after {format_duration(max_seconds)})"
+                        if max_seconds and (stop_at - step) * dt > max_seconds else ""))
 
 
 def _check_replicas(model: SketchRNN, dist: Dist, device) -> None:

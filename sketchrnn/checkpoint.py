@@ -1,0 +1,237 @@
+"""Checkpoints and run folders: how a run is written, read back and checked.
+
+A run folder (`sketchprep train --out`, `sketchprep import --out`) holds latest.pt (the last
+evaluation, or where a stopped run stopped), best.pt (the lowest valid cost so far), hparams.json,
+metrics.jsonl and samples/ (the grids drawn at each evaluation).
+
+Checkpoints are plain dicts (`torch.load(path, weights_only=True)` reads them) written to a temporary
+file and renamed: the weights (of the unwrapped, uncompiled module), the optimizer, the hparams, the
+scale factor (fix F.14), the step, the best valid cost, the data files (with their sha256, so that
+`--resume` sees a replaced file). A checkpoint read here is checked (types, ranges, its weights
+against its hparams) before any model is built from it.
+
+Sampling, export and import read runs through this module alone: none of them imports the training loop.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sketchprep.dataset import atomic_output, check_zip_bounds
+from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
+
+from .devices import resolve_device
+from .model import HParams, SketchRNN
+
+CHECKPOINT_FORMAT = "sketchrnn-checkpoint"
+CHECKPOINT_VERSION = 1
+LATEST, BEST = "latest.pt", "best.pt"
+SAMPLES_DIR = "samples"
+
+
+class TrainingError(SketchprepError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not match the run)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoint files
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint dict, read without executing code (`weights_only=True`)."""
+    path = str(path)
+    try:
+        check_zip_bounds(path)  # a deflated member could inflate to any size inside torch's reader
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except DatasetFormatError as e:
+        raise TrainingError(f"not a sketchrnn checkpoint: {e.message}", path=path) from None
+    except FileNotFoundError:
+        raise TrainingError("no such checkpoint", path=path) from None
+    except IsADirectoryError:
+        raise TrainingError("is a folder, not a checkpoint file", path=path) from None
+    except MemoryError:
+        raise TrainingError("the checkpoint needs more memory than there is to load", path=path) from None
+    except Exception:  # noqa: BLE001  (damaged or foreign: torch's own text may advise unsafe loading, never shown)
+        raise TrainingError("not a sketchrnn checkpoint, or a damaged one: it cannot be read as plain tensors and "
+                            "numbers. Use a best.pt or latest.pt written by `sketchprep train`", path=path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError("not a sketchrnn checkpoint (no 'format' entry). Use a best.pt or latest.pt written by "
+                            "`sketchprep train`", path=path)
+    check_checkpoint(ckpt, path)
+    return ckpt
+
+
+# Largest sizes a checkpoint may ask for (a sketch-rnn uses 256-2048 units); `--set` can go past them for
+# a new run, but a file from elsewhere cannot make the model builder allocate more than this.
+CHECKPOINT_MAX = {"enc_rnn_size": 16384, "dec_rnn_size": 16384, "z_size": 16384, "num_mixture": 1024,
+                  "hyper_num_units": 16384, "hyper_embedding_size": 4096, "max_seq_len": 100_000}
+
+
+def check_checkpoint(ckpt: dict, path: str) -> None:
+    """Types and ranges of every entry a checkpoint is used for, and its hparams against its weights
+    (the model is built on the `meta` device, which allocates nothing), before any model is built."""
+    def bad(what: str):
+        return TrainingError(f"damaged checkpoint: {what}. Use a best.pt or latest.pt written by `sketchprep train`",
+                             path=path)
+
+    hparams = ckpt.get("hparams")
+    if not isinstance(hparams, dict):
+        raise bad("'hparams' is not a dict")
+    for name, limit in CHECKPOINT_MAX.items():
+        value = hparams.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise bad(f"hparam {name} = {value} is over the bound {limit}")
+    try:
+        hps = HParams.from_dict(hparams, source="checkpoint hparams")
+    except OptionError as e:
+        raise bad(str(e)) from None
+    weights = ckpt.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise bad("'model' is not a dict of tensors")
+    scale = ckpt.get("scale_factor")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+        raise bad(f"scale_factor {scale!r} is not a number > 0")
+    for name in ("max_len", "step"):
+        value = ckpt.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(f"{name} {value!r} is not an integer >= 0")
+    if ckpt["max_len"] > hps.max_seq_len:  # sampling runs max_len + 1 decoder steps
+        raise bad(f"max_len {ckpt['max_len']} is over its hparam max_seq_len {hps.max_seq_len}")
+    files = ckpt.get("data_files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise bad("data_files is not a list of file names")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SketchRNN(hps).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
+        raise bad(f"its weights do not match its hparams (first difference: {diff[0]})")
+    # shapes can lie: a tensor may be a broadcast view of a few bytes; the data must be really there
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() // t.element_size()
+                for t in weights.values()}
+    held, needed = sum(storages.values()), sum(math.prod(shape) for shape in expected.values())
+    if held < needed:
+        raise bad(f"its weights hold {held:,} values for a model of {needed:,} parameters")
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
+    """Write atomically: a killed process leaves the previous file, never half of a new one."""
+    with atomic_output(path) as f:
+        torch.save(ckpt, f)
+
+
+def make_checkpoint(*, model: SketchRNN, optimizer: torch.optim.Optimizer, hps: HParams, scale_factor: float,
+                    max_len: int, step: int, best_valid_cost: float, best_step: int | None,
+                    evals_since_best: int, world_size: int, data_files: list[str], data_fingerprint: list[dict],
+                    classes: list) -> dict:
+    """The checkpoint `train` writes after `step` steps (the model unwrapped from DDP)."""
+    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "hparams": hps.to_dict(), "scale_factor": scale_factor,
+            "max_len": max_len, "step": step, "best_valid_cost": best_valid_cost, "best_step": best_step,
+            "evals_since_best": evals_since_best, "seed": hps.seed, "world_size": world_size,
+            "data_files": [os.path.abspath(p) for p in data_files], "data_fingerprint": data_fingerprint,
+            "classes": classes, "torch_version": str(torch.__version__)}
+
+
+def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> SketchRNN:
+    """The model of a checkpoint, in eval mode."""
+    hps = HParams.from_dict(ckpt["hparams"], source="checkpoint hparams")
+    model = SketchRNN(hps)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the data a checkpoint was trained on
+
+
+def data_fingerprint(paths: list[str]) -> list[dict]:
+    """Name, size and sha256 of each data file (a few ms per MB), so `--resume` sees a replaced file."""
+    out = []
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out.append({"file": os.path.basename(p), "size": os.path.getsize(p), "sha256": h.hexdigest()})
+    return out
+
+
+def check_data_unchanged(ckpt: dict, paths: list[str], allow: bool) -> None:
+    """Refuse to resume on data files whose content differs from the checkpoint's (unless `allow`)."""
+    saved = ckpt.get("data_fingerprint")
+    if not saved or allow:
+        return
+    now = data_fingerprint(paths)
+    for old, new, path in zip(saved, now, paths):
+        if old["sha256"] != new["sha256"]:
+            raise TrainingError(f"the data changed since the run was trained on it (size {old['size']:,} -> "
+                                f"{new['size']:,} bytes, another sha256). Train a new run with --overwrite or "
+                                f"another --out, or continue on the new data with --allow-data-change", path=path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# run folders
+
+
+def write_hparams(out: Path, hps: HParams) -> None:
+    """out/hparams.json: the run's hparams for people and tools (the checkpoint holds its own copy)."""
+    with atomic_output(out / "hparams.json") as f:
+        f.write(json.dumps(hps.to_dict(), indent=2).encode())
+
+
+def prepare_run_folder(out: Path, hps: HParams, fresh: bool) -> None:
+    """Create the folder and write hparams.json; a run that starts over (`fresh`) leaves no grid of the
+    previous run behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        folder = out / SAMPLES_DIR
+        if folder.is_dir():
+            for p in folder.glob("*-[0-9]*.png"):
+                p.unlink()
+    write_hparams(out, hps)
+
+
+def find_checkpoint(path: str | os.PathLike, checkpoint: str = "best") -> str:
+    """A run folder's best.pt, else latest.pt (`checkpoint="latest"` prefers latest.pt); a file as given."""
+    path = str(path)
+    if os.path.isdir(path):
+        order = [BEST, LATEST] if checkpoint == "best" else [LATEST, BEST]
+        found = [os.path.join(path, name) for name in order if os.path.exists(os.path.join(path, name))]
+        if not found:
+            raise OptionError(f"{path}: no best.pt or latest.pt here (is it a `sketchprep train --out` folder?)")
+        path = found[0]
+    return path
+
+
+@dataclass
+class Run:
+    """A trained model and what sampling needs from its checkpoint."""
+
+    model: SketchRNN
+    hps: HParams
+    scale_factor: float
+    max_len: int
+    data_files: list[str]
+    step: int
+    path: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str = "best") -> Run:
+    """A run folder (its best.pt, else latest.pt; `checkpoint="latest"` prefers latest.pt) or a .pt file."""
+    path = find_checkpoint(path, checkpoint)
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, resolve_device(device))
+    return Run(model, model.hps, float(ckpt["scale_factor"]), int(ckpt["max_len"]), list(ckpt["data_files"]),
+               int(ckpt["step"]), path)
