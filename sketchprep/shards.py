@@ -18,8 +18,9 @@ import numpy as np
 
 from . import __version__
 from .convert import MAX_PROBLEMS_KEPT, Collected, ConvertOptions, ConvertReport, Kept
-from .dataset import atomic_output, read_npz, write_npz
+from .dataset import atomic_output, read_npz
 from .errors import DatasetFormatError, OptionError, SketchprepError
+from .formats.npz import write_npz
 from .sources import Problem
 
 SHARD_FORMAT = "sketchprep-shard-2"   # 2: the header carries fingerprints of the inputs and of the kept data
