@@ -33,7 +33,8 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sketchprep.convert import ConvertOptions, _tasks, collect, process_task  # noqa: E402
+from sketchprep.convert import ConvertOptions, collect, process_task  # noqa: E402
+from sketchprep.convert.inputs import make_tasks  # noqa: E402
 
 SHARED = Path(os.environ.get("SKETCHPREP_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -71,7 +72,7 @@ def per_worker(path: Path) -> float:
     opts = ConvertOptions(workers=1)
     t = time.perf_counter()
     n = 0
-    for task in _tasks([str(path)], opts):
+    for task in make_tasks([str(path)], opts):
         n += process_task(task, opts).read
     return n / (time.perf_counter() - t)
 

@@ -80,6 +80,22 @@ def test_bundled_sample_converts_to_the_contract(tmp_path):
     assert set(data["train_ids"]) <= ids
 
 
+def test_library_run_writes_what_the_command_writes(tmp_path):
+    """`sketchprep.convert.run` (collect -> dedupe -> make_splits -> write_outputs) is the command's pipeline."""
+    from sketchprep import convert
+
+    assert run("convert", str(SAMPLE), str(tmp_path / "cli.npz"), "--multiple", "20", "-q").exit_code == 0
+    collected, outputs = convert.run([str(SAMPLE)], ConvertOptions(multiple=20), out=str(tmp_path / "lib.npz"))
+    assert [p for p, _, _ in outputs] == [str(tmp_path / "lib.npz")] and collected.report.read == 424
+    cli, lib = load_dataset(tmp_path / "cli.npz"), load_dataset(tmp_path / "lib.npz")
+    for split in ("train", "valid", "test"):
+        assert len(lib.splits[split]) == len(cli.splits[split]) > 0
+        assert all(np.array_equal(a, b) for a, b in zip(lib.splits[split], cli.splits[split]))
+        assert lib.ids[split].tolist() == cli.ids[split].tolist()
+        assert lib.labels[split].tolist() == cli.labels[split].tolist()
+    assert lib.meta == cli.meta and lib.meta["counts"] == {"train": 380, "valid": 20, "test": 20}
+
+
 def test_simplified_quickdraw_passes_through_unchanged(tmp_path):
     folder = shared_data("quickdraw_simplified_ndjson")
     out = tmp_path / "s.npz"
