@@ -4,6 +4,7 @@ Real third-party data lives beside the repository in `../shared/data` (or where 
 points). Tests that need it use `shared_data(...)`, which skips with a clear reason when it is absent.
 """
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,13 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found: {path} (set SKETCHPREP_SHARED_DATA)")
     return path
+
+
+def ctrl_c_reaches_child() -> None:
+    """Popen's preexec_fn for a test that sends SIGINT: the child starts with SIGINT at its default, so that
+    Python turns it into KeyboardInterrupt. A test run started in the background (`pytest &` in a script)
+    inherits SIGINT ignored, and Python keeps an inherited ignore: the signal would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, SAMPLE, shared_data
+from conftest import REPO, SAMPLE, ctrl_c_reaches_child, shared_data
 from sketchprep.cli import main
 from sketchprep.convert import ConvertOptions, Kept, check_split, dedupe, parse_split, sketch_hashes, split_sizes
 from sketchprep.dataset import load_dataset
@@ -349,7 +349,8 @@ def test_killed_convert_leaves_existing_output_intact(tmp_path, sig):
     out = tmp_path / "out.npz"
     out.write_bytes(b"previous contents")
     proc = subprocess.Popen([sys.executable, "-m", "sketchprep", "convert", "-", str(out), "-q"], cwd=REPO,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=ctrl_c_reaches_child)
     proc.stdin.write(("\n".join(many_lines(3000)) + "\n").encode())
     proc.stdin.flush()
     time.sleep(1.0)
