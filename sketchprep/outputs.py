@@ -4,6 +4,8 @@
   input folder would read next time), an existing folder, a name too long for its file system, or a
   place that cannot be written (missing folder, a file where a folder should be, read-only, no
   permission).
+- `open_regular` opens a file for writing without following a symbolic link at its name, and refuses
+  one that is not a regular file (a FIFO, a device): a planted link in a cache cannot redirect a write.
 - `atomic_output` writes a file to an anonymous temporary file in the output's folder (Linux
   `O_TMPFILE`: it has no name, so even `kill -9` leaves nothing behind), then links it under a
   temporary name and renames it over the output. Where `O_TMPFILE` is not supported the temporary file
@@ -22,6 +24,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -115,6 +118,39 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str] = (), *, folder:
                else "Free some space or write it elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT)
                else "Check the path")
         raise OutputError(f"cannot write in {parent}: {e.strerror or e}. {fix}", path=text) from None
+
+
+def open_regular(path: str | os.PathLike, mode: str = "wb"):
+    """`open(path, mode)` for writing ("wb" or "ab") that never follows a symbolic link at `path` and refuses
+    a FIFO, device or folder there; raises `OutputError` naming the path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_APPEND if mode.startswith("a") else 0
+    try:
+        fd = os.open(path, flags, 0o666 & ~_umask())
+    except OSError as e:
+        if e.errno == errno.ELOOP or (e.errno in (errno.ENXIO, errno.EISDIR) and os.path.lexists(path)):
+            raise OutputError(f"is {_kind(path)}, not a regular file; sketchprep never writes through one. "
+                              "Remove it and try again", path=os.fspath(path)) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OutputError(f"is {_kind(path)}, not a regular file; sketchprep never writes through one. "
+                          "Remove it and try again", path=os.fspath(path))
+    os.set_blocking(fd, True)
+    if not mode.startswith("a"):
+        os.ftruncate(fd, 0)
+    return os.fdopen(fd, mode)
+
+
+def _kind(path) -> str:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "not a regular file"
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a folder" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
 
 
 # ---------------------------------------------------------------------------------------------------

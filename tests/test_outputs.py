@@ -97,3 +97,24 @@ def test_word_filenames_property(words):
     for name in names.values():
         assert name.endswith(".npz") and not name.startswith(".") and "/" not in name and "\\" not in name
         assert "\x00" not in name and len(name.encode("utf-8", "surrogatepass")) <= 200
+
+
+def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (tmp_path / "link").symlink_to(victim)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    for name, what in (("link", "a symbolic link"), ("dangling", "a symbolic link"), ("fifo", "a FIFO")):
+        for mode in ("wb", "ab"):
+            with pytest.raises(OutputError, match=f"is {what}, not a regular file"):
+                outputs.open_regular(tmp_path / name, mode)
+    assert victim.read_bytes() == b"keep" and not (tmp_path / "nowhere").exists()
+    with outputs.open_regular(tmp_path / "new", "wb") as f:
+        f.write(b"abc")
+    with outputs.open_regular(tmp_path / "new", "ab") as f:
+        f.write(b"d")
+    assert (tmp_path / "new").read_bytes() == b"abcd"
+    with outputs.open_regular(tmp_path / "new", "wb") as f:
+        f.write(b"e")
+    assert (tmp_path / "new").read_bytes() == b"e"
