@@ -1,9 +1,11 @@
 """Writing outputs so that nothing is lost.
 
 - `check_output` refuses, before any input is read, an output that is one of the inputs (or a file an
-  input folder would read next time), an existing folder, a name too long for its file system, or a
-  place that cannot be written (missing folder, a file where a folder should be, read-only, no
-  permission).
+  input folder would read next time), anything inside a run folder that is an input, an existing
+  folder, a name too long for its file system, or a place that cannot be written (missing folder, a
+  file where a folder should be, read-only, no permission).
+- `check_ours` refuses to write a set of files into a folder that holds any of them unless the folder's
+  first file carries this tool's marker (`export --html DIR` never replaces a user's own `index.html`).
 - `open_regular` opens a file for writing without following a symbolic link at its name, and refuses
   one that is not a regular file (a FIFO, a device): a planted link in a cache cannot redirect a write.
 - `atomic_output` writes a file to an anonymous temporary file in the output's folder (Linux
@@ -69,18 +71,52 @@ def _inputs_holding(path: Path, inputs: Iterable[str], read_suffixes: tuple[str,
     return None
 
 
+# Files that make a folder a run: what `train` and `import` write, and a Magenta model's files.
+RUN_FILES = ("latest.pt", "best.pt", "hparams.json", "metrics.jsonl", "model_config.json")
+
+
+def run_folder(path: str | os.PathLike) -> str | None:
+    """The run folder an input names (real path): the folder itself, or the folder of a checkpoint file
+    when that folder holds a run's files; None for a file elsewhere (a checkpoint in a downloads folder)."""
+    if os.path.isdir(path):
+        return os.path.realpath(path)
+    parent = os.path.dirname(os.path.realpath(path))
+    if os.path.exists(path) and any(os.path.lexists(os.path.join(parent, n)) for n in RUN_FILES):
+        return parent
+    return None
+
+
+def _inside(real: str, folder: str) -> bool:
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_outside_runs(path: str | os.PathLike, runs: Iterable[str | os.PathLike], *, option: str = "the output") -> None:
+    """Refuse an output (file or folder) at or inside the folder of one of `runs` (see `run_folder`)."""
+    real = os.path.realpath(path)
+    for run in runs:
+        held = run_folder(run)
+        if held is not None and _inside(real, held):
+            shown = run if os.path.isdir(run) else os.path.dirname(os.fspath(run)) or "."
+            raise OutputError(f"is inside the run folder {shown}, an input of this command; writing there could "
+                              f"replace the run's own files. Write {option} outside the run folder", path=os.fspath(path))
+
+
 def check_output(path: str | os.PathLike, inputs: Iterable[str] = (), *, folder: bool = False,
-                 read_suffixes: tuple[str, ...] = (), option: str = "the output") -> None:
+                 read_suffixes: tuple[str, ...] = (), runs: Iterable[str | os.PathLike] = (),
+                 option: str = "the output") -> None:
     """Refuse an output that cannot or must not be written; raises `OutputError` naming the fix.
 
     folder: the output is a folder of files (`--by-word DIR`) rather than one file.
     read_suffixes: file endings an input folder reads; an output inside such a folder with such an
     ending would be read as an input next time.
+    runs: inputs that are runs (a run folder or a checkpoint in one); nothing may be written inside
+    their folder, whatever its name (a run's files belong to the run, and `train` may be writing them).
     """
     p = Path(os.fspath(path))
     text = os.fspath(path)
     if not text:
         raise OutputError(f"{option} is an empty name. Give a file name")
+    check_outside_runs(path, runs, option=option)
     if folder:
         if os.path.exists(p) and not os.path.isdir(p):
             raise OutputError("exists and is a file, not a folder. Give a folder name", path=text)
@@ -118,6 +154,37 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str] = (), *, folder:
                else "Free some space or write it elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT)
                else "Check the path")
         raise OutputError(f"cannot write in {parent}: {e.strerror or e}. {fix}", path=text) from None
+
+
+def check_ours(folder: str | os.PathLike, names: Iterable[str], marker: bytes, *, option: str = "the output") -> None:
+    """Refuse to write the files `names` into `folder` when any of them is there already and is not this
+    tool's: the first name is the folder's main file (a page's `index.html`), and its first 64 KiB must
+    hold `marker`. A folder that holds none of the names is always fine; so is one whose main file is ours
+    (the rest of a page belongs to the page). A link or a non-regular file never counts as ours."""
+    names = list(names)
+    present = [n for n in names if os.path.lexists(os.path.join(folder, n))]
+    if not present:
+        return
+    main_file = os.path.join(folder, names[0])
+    if names[0] in present and _holds_marker(main_file, marker):
+        return
+    first = os.path.join(folder, present[0])
+    raise OutputError(f"{option} {folder} already holds {present[0]}, and this tool did not write it "
+                      f"(it lacks the marker {marker.decode(errors='replace')!r} in {names[0]}). Move those files "
+                      f"away or choose another folder", path=first)
+
+
+def _holds_marker(path: str, marker: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return marker in os.read(fd, 65536)
+    finally:
+        os.close(fd)
 
 
 def open_regular(path: str | os.PathLike, mode: str = "wb"):
@@ -339,3 +406,4 @@ def sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+

@@ -99,6 +99,10 @@ def test_word_filenames_property(words):
         assert "\x00" not in name and len(name.encode("utf-8", "surrogatepass")) <= 200
 
 
+# ---------------------------------------------------------------------------------------------------
+# Writing only what is ours
+
+
 def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
@@ -118,3 +122,42 @@ def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
     with outputs.open_regular(tmp_path / "new", "wb") as f:
         f.write(b"e")
     assert (tmp_path / "new").read_bytes() == b"e"
+
+
+def test_check_ours_replaces_only_a_marked_folder(tmp_path):
+    names, marker = ["index.html", "app.js"], b"<!-- ours -->"
+    outputs.check_ours(tmp_path / "missing", names, marker)      # nothing there: fine
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "notes.txt").write_text("other files do not matter")
+    outputs.check_ours(page, names, marker)
+    (page / "app.js").write_text("the user's own script")
+    with pytest.raises(OutputError, match="already holds app.js, and this tool did not write it"):
+        outputs.check_ours(page, names, marker)
+    (page / "index.html").write_text("<html>the user's own page</html>")
+    with pytest.raises(OutputError, match="already holds index.html"):
+        outputs.check_ours(page, names, marker)
+    (page / "index.html").write_text("<html><!-- ours --></html>")
+    outputs.check_ours(page, names, marker)                      # a page this tool wrote
+    (page / "index.html").unlink()
+    (page / "index.html").symlink_to(tmp_path / "elsewhere.html")
+    (tmp_path / "elsewhere.html").write_text("<!-- ours -->")
+    with pytest.raises(OutputError):                            # a link is never ours
+        outputs.check_ours(page, names, marker)
+
+
+def test_check_output_refuses_anything_inside_an_input_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "latest.pt").write_bytes(b"x")
+    (tmp_path / "loose.pt").write_bytes(b"x")
+    for out, given in [(run / "hparams.json", run), (run / "new.png", run), (run / "sub" / "x.svg", run),
+                       (run / "x.svg", run / "latest.pt"), (tmp_path / "link" / "x.svg", run)]:
+        if out.parent.name == "link" and not out.parent.exists():
+            out.parent.symlink_to(run)
+        with pytest.raises(OutputError, match="is inside the run folder"):
+            outputs.check_output(out, runs=[given])
+    outputs.check_output(tmp_path / "beside.svg", runs=[run])
+    outputs.check_output(tmp_path / "next.svg", runs=[tmp_path / "loose.pt"])  # a .pt outside any run folder
+    with pytest.raises(OutputError, match="is inside the run folder"):
+        outputs.check_output(run, folder=True, runs=[run])

@@ -27,8 +27,8 @@ def _step_options() -> dict[str, set[str]]:
 @pipeline.command("run")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder.  [default: the recipe's `output` (relative to the recipe), else "
-                   "out/<recipe name>]")
+              help="Output folder.  [default: the recipe's `output` (a folder inside the recipe's own "
+                   "folder), else out/<recipe name>]")
 @click.option("--input", "inputs", multiple=True, help="Use these inputs instead of the recipe's (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="STEP.OPTION=VALUE",
               help="Override one option of one step, e.g. --set convert.epsilon=1.5 (repeatable).")
@@ -38,7 +38,8 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
     """Run a recipe's steps (convert, validate, stats, render, train, sample) in order into an output
     folder, skipping steps whose command, inputs and earlier outputs are unchanged since their last
     success; stop at the first failing step; write OUT/report.md. While a step runs, a line shows
-    its name, elapsed time and last log line (the train step's loss and s/step).
+    its name, elapsed time and last log line (the train step's loss and s/step). A run replaces only
+    what an earlier run of the pipeline made there.
 
     \b
     Examples:
