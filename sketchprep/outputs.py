@@ -15,7 +15,8 @@
   of the same output removes those whose process is gone (what a `kill -9` in the last instant leaves).
 - `atomic_folder` does the same for a set of files (`convert --by-word`): a temporary folder beside
   the destination, renamed into place (or its files moved in, with signals held back) at the end.
-- `sigterm_raises` turns SIGTERM into `Terminated` (a KeyboardInterrupt) so that cleanup runs.
+- `sigterm_raises` turns SIGTERM into `Terminated` (a KeyboardInterrupt) so that cleanup runs;
+  `die_with_parent` makes a child process end when the process that started it ends (even by kill -9).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -406,4 +408,39 @@ def sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Ask the kernel to send `sig` to this process when its parent ends, even by kill -9 (Linux
+    PR_SET_PDEATHSIG; elsewhere nothing), and end now if `parent` (its pid, taken before the fork) is
+    already gone. The setting survives exec; it fires when the parent's thread that started this
+    process ends, so start children from the main thread."""
+    if sys.platform.startswith("linux"):
+        try:
+            _prctl()(1, int(sig), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PRCTL = []
+
+
+def _prctl():
+    """libc's prctl, looked up once (in the parent: the child of a fork should not load libraries)."""
+    if not _PRCTL:
+        import ctypes
+
+        _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
+    return _PRCTL[0]
+
+
+def dies_with_us(sig: int = signal.SIGTERM):
+    """A `preexec_fn` for subprocess.Popen: the child gets `sig` when this process ends, however it ends."""
+    parent = os.getpid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            _prctl()
+    return lambda: die_with_parent(sig, parent)
 

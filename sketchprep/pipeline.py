@@ -25,14 +25,19 @@ the first failing step with its error, and writes `<out>/report.md`.
 
 What a run may replace: only what the state file says the pipeline made. Each output is claimed in the
 state before its step runs; an output that exists and was not made by the pipeline (a user's own
-`report.md`, a run in `<out>/run` trained by hand) stops the run before any step, naming it.
+`report.md`, a run in `<out>/run` trained by hand) stops the run before any step, naming it. Steps die with the
+pipeline: each is told by the kernel to stop (SIGTERM) when the pipeline process ends however it ends,
+and a SIGINT or SIGTERM the pipeline receives is passed on to the running step, which stops cleanly
+(train saves latest.pt).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -42,7 +47,7 @@ from pathlib import Path
 
 from . import __version__
 from .dataset import atomic_output
-from .errors import OptionError, SketchprepError
+from .errors import OptionError, SketchprepError, Terminated
 
 try:
     import tomllib
@@ -434,31 +439,43 @@ def _run_step(step: Step, on_progress=None) -> StepResult:
 
 
 def _run_command(cmd: list[str], tick) -> subprocess.CompletedProcess:
-    """`python -m sketchprep CMD`, its output captured; `tick(last stderr line)` every half second."""
-    proc = subprocess.Popen([sys.executable, "-m", "sketchprep", *cmd], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """`python -m sketchprep CMD`, its output captured; `tick(last stderr line)` every half second.
+
+    The step never outlives the pipeline: the kernel sends it SIGTERM when this process ends, even by
+    kill -9 (`outputs.dies_with_us`). It runs in its own session, so a Ctrl-C at the terminal reaches the
+    pipeline only, which passes each SIGINT or SIGTERM it gets on to the step exactly once and waits for
+    it to stop (train saves latest.pt first; a second signal stops it at once, a third kills it)."""
+    from .outputs import dies_with_us
+
+    proc = subprocess.Popen([sys.executable, "-m", "sketchprep", *cmd], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=dies_with_us(signal.SIGTERM))
     err: list[str] = []
     out: list[str] = []
     readers = [threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True),
                threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
     for r in readers:
         r.start()
+    stopping: BaseException | None = None
+    signals = 0
     while True:
         try:
             proc.wait(timeout=0.5)
             break
         except subprocess.TimeoutExpired:
-            last = next((ln.strip() for ln in reversed(err) if ln.strip()), "")
-            tick(last)
-        except BaseException:       # Ctrl-C: the terminal sent it to the step too; give it time to save
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait()
-            raise
+            if stopping is None:
+                last = next((ln.strip() for ln in reversed(err) if ln.strip()), "")
+                tick(last)
+        except (KeyboardInterrupt, Exception) as e:   # Ctrl-C or SIGTERM (outputs.sigterm_raises): pass it on
+            stopping = stopping or e
+            signals += 1
+            sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig if signals < 3 else signal.SIGKILL)
     for r in readers:
         r.join()
+    if stopping is not None:
+        raise stopping
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
 
 

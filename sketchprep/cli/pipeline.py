@@ -39,7 +39,7 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
     folder, skipping steps whose command, inputs and earlier outputs are unchanged since their last
     success; stop at the first failing step; write OUT/report.md. While a step runs, a line shows
     its name, elapsed time and last log line (the train step's loss and s/step). A run replaces only
-    what an earlier run of the pipeline made there.
+    what an earlier run of the pipeline made there, and its steps stop when it stops.
 
     \b
     Examples:
@@ -47,6 +47,7 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
       sketchprep pipeline run pipelines/svg-folder.toml --input drawings/
       sketchprep pipeline run pipelines/quickdraw.toml --set convert.epsilon=1.5
     """
+    from ..outputs import sigterm_raises
     from ..pipeline import REPORT_FILE, load_recipe, output_dir, run
 
     loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs), options=_step_options())
@@ -66,5 +67,6 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
         click.echo(("\r\033[K" if live else "") + f"{result.name:<9} {result.status:<8} {result.seconds:6.1f} s"
                    + (f"  {result.error}" if result.error else ""), err=True)
 
-    run(loaded, out, force=force, on_step=show, on_progress=ticking)
+    with sigterm_raises():  # SIGTERM is passed on to the running step, which stops cleanly, then exit 143
+        run(loaded, out, force=force, on_step=show, on_progress=ticking)
     click.echo(f"report: {os.path.join(out, REPORT_FILE)}")
