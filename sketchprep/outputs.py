@@ -8,6 +8,8 @@
   first file carries this tool's marker (`export --html DIR` never replaces a user's own `index.html`).
 - `open_regular` opens a file for writing without following a symbolic link at its name, and refuses
   one that is not a regular file (a FIFO, a device): a planted link in a cache cannot redirect a write.
+- `folder_lock` holds an exclusive lock on a folder (a run folder, a pipeline's output folder) for as
+  long as a process writes into it; the kernel releases it when the process dies, however it dies.
 - `atomic_output` writes a file to an anonymous temporary file in the output's folder (Linux
   `O_TMPFILE`: it has no name, so even `kill -9` leaves nothing behind), then links it under a
   temporary name and renames it over the output. Where `O_TMPFILE` is not supported the temporary file
@@ -444,3 +446,84 @@ def dies_with_us(sig: int = signal.SIGTERM):
             _prctl()
     return lambda: die_with_parent(sig, parent)
 
+
+# ---------------------------------------------------------------------------------------------------
+# One writer per folder
+
+LOCK_NAME = ".sketchprep.lock"
+_HELD: dict[str, list] = {}  # real path of a folder this process has locked -> [lock file descriptor, depth]
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "folder"):
+    """Hold an exclusive lock on `folder` for the block: `fcntl.flock` on `folder/.sketchprep.lock`, which
+    holds the holder's PID. A second process gets an `OutputError` naming the folder and that PID at once
+    (no waiting). The kernel drops the lock when its process ends, however it ends (kill -9 too), so no
+    stale lock is ever left; the file is removed on a normal exit. Re-entrant within a process. A missing
+    folder is created, and removed again at the end if nothing was written into it."""
+    import fcntl
+
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    made = []
+    p = Path(key)
+    while not os.path.lexists(p) and p != p.parent:
+        made.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"is a file, not a folder; the {what} must be a folder. Choose another name",
+                          path=str(folder)) from None
+    lock_path = os.path.join(key, LOCK_NAME)
+    fd = None
+    try:
+        for _ in range(100):  # a holder that is releasing removes the file: lock the file that is there now
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutputError(f"{LOCK_NAME} in this {what} is not a regular file. Remove it", path=str(folder))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                who = f"PID {holder}" if holder.isdigit() else "another process"
+                raise OutputError(f"this {what} is in use by another sketchprep process ({who}), which holds "
+                                  f"its lock. Wait for it to end, or choose another {what}",
+                                  path=str(folder)) from None
+            try:
+                same = os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+            fd = None
+        else:
+            raise OutputError(f"cannot take the lock of this {what} (its lock file keeps changing)", path=str(folder))
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = [fd, 1]
+        yield
+    except BaseException:
+        if fd is not None and key not in _HELD:
+            os.close(fd)
+            fd = None
+        raise
+    finally:
+        if key in _HELD:
+            del _HELD[key]
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)  # still locked: a process that opened it meanwhile sees it is gone
+            os.close(fd)
+        for d in made:  # folders made for the lock alone
+            try:
+                os.rmdir(d)
+            except OSError:
+                break

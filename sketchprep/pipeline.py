@@ -25,10 +25,10 @@ the first failing step with its error, and writes `<out>/report.md`.
 
 What a run may replace: only what the state file says the pipeline made. Each output is claimed in the
 state before its step runs; an output that exists and was not made by the pipeline (a user's own
-`report.md`, a run in `<out>/run` trained by hand) stops the run before any step, naming it. Steps die with the
-pipeline: each is told by the kernel to stop (SIGTERM) when the pipeline process ends however it ends,
-and a SIGINT or SIGTERM the pipeline receives is passed on to the running step, which stops cleanly
-(train saves latest.pt).
+`report.md`, a run in `<out>/run` trained by hand) stops the run before any step, naming it. One run
+at a time holds the output folder (`outputs.folder_lock`). Steps die with the pipeline: each is told by
+the kernel to stop (SIGTERM) when the pipeline process ends however it ends, and a SIGINT or SIGTERM the
+pipeline receives is passed on to the running step, which stops cleanly (train saves latest.pt).
 """
 from __future__ import annotations
 
@@ -321,46 +321,48 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
     """Run a recipe's steps in order into `out`; raises PipelineError at the first failing step
     (after writing the report). `on_step(result)` after each step; `on_progress(name, seconds, line)`
     about twice a second while a step runs, with its elapsed time and the last line it logged."""
+    from .outputs import folder_lock
+
     out = Path(out)
     steps = plan(recipe, out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_FILE
-    state = _read_state(state_path)
-    made = _made(state, steps, out)
-    _check_ours([p for s in steps for p in _step_paths(s, expanded=False)] + [out / REPORT_FILE], made, out)
-    results: list[StepResult] = []
-    failure = None
-    for step in steps:
-        fp = _fingerprint(step, out)
-        if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
-            result = StepResult(step.name, "skipped", commands=step.commands,
-                                output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
-            result.pictures = _pictures(step)
-        else:
-            state.pop(step.name, None)
-            paths = _step_paths(step, expanded=True)   # per-word names are known once convert has run
-            _check_ours(paths, made, out)
-            made |= {_rel(p, out) for p in paths}      # claimed before the step runs: a killed step's too
+    with folder_lock(out, "pipeline output folder"):   # one pipeline run at a time writes here
+        state_path = out / STATE_FILE
+        state = _read_state(state_path)
+        made = _made(state, steps, out)
+        _check_ours([p for s in steps for p in _step_paths(s, expanded=False)] + [out / REPORT_FILE], made, out)
+        results: list[StepResult] = []
+        failure = None
+        for step in steps:
+            fp = _fingerprint(step, out)
+            if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
+                result = StepResult(step.name, "skipped", commands=step.commands,
+                                    output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
+                result.pictures = _pictures(step)
+            else:
+                state.pop(step.name, None)
+                paths = _step_paths(step, expanded=True)   # per-word names are known once convert has run
+                _check_ours(paths, made, out)
+                made |= {_rel(p, out) for p in paths}      # claimed before the step runs: a killed step's too
+                state[MADE] = sorted(made)
+                _write_state(state_path, state)
+                for cmd in step.commands:  # commands refuse to write into a missing folder: make the run's own
+                    for flag in ("-o", "--plot"):
+                        if flag in cmd[:-1]:
+                            Path(cmd[cmd.index(flag) + 1]).parent.mkdir(parents=True, exist_ok=True)
+                result = _run_step(step, on_progress)
+                result.pictures = _pictures(step)
+                if result.status == "ran":
+                    state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
+            results.append(result)
+            made.add(REPORT_FILE)
             state[MADE] = sorted(made)
             _write_state(state_path, state)
-            for cmd in step.commands:  # commands refuse to write into a missing folder: make the run's own
-                for flag in ("-o", "--plot"):
-                    if flag in cmd[:-1]:
-                        Path(cmd[cmd.index(flag) + 1]).parent.mkdir(parents=True, exist_ok=True)
-            result = _run_step(step, on_progress)
-            result.pictures = _pictures(step)
-            if result.status == "ran":
-                state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
-        results.append(result)
-        made.add(REPORT_FILE)
-        state[MADE] = sorted(made)
-        _write_state(state_path, state)
-        if on_step is not None:
-            on_step(result)
-        if result.status == "failed":
-            failure = result
-            break
-    write_report(recipe, out, results)
+            if on_step is not None:
+                on_step(result)
+            if result.status == "failed":
+                failure = result
+                break
+        write_report(recipe, out, results)
     if failure is not None:
         raise PipelineError(f"step {failure.name!r} failed: {failure.error}")
     return results

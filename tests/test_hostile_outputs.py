@@ -369,3 +369,24 @@ def test_a_recipe_output_inside_its_folder(folder):
     run_case(folder, ["pipeline", "run", "recipes/r.toml"], rc=0, max_seconds=30,
              creates=tuple(f"recipes/results/cat/{n}" for n in ("dataset.npz", "convert.txt", "report.md",
                                                                  ".pipeline-state.json")))
+
+
+def test_two_pipelines_on_one_folder(folder):
+    """A second `pipeline run` into a folder another one holds is refused, naming the holder's PID."""
+    from sketchprep.outputs import folder_lock
+
+    (folder / "o").mkdir()
+    code = ("import sys, time\nfrom sketchprep.outputs import folder_lock\n"
+            "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder / "o")], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        run_case(folder, ["pipeline", "run", _recipe(folder), "--out", "o"],
+                 message=f"o: this pipeline output folder is in use by another sketchprep process (PID {holder.pid})",
+                 creates=("o/.sketchprep.lock",), max_seconds=20)
+    finally:
+        holder.kill()
+        holder.wait()
+    with folder_lock(folder / "o"):
+        pass

@@ -161,11 +161,14 @@ def _cmdline(pid: int) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_pipeline_leaves_no_step_running(tmp_path, sig):
-    """The pipeline is signalled while its train step trains: the step stops (saving latest.pt). SIGKILL: the kernel tells the step (PR_SET_PDEATHSIG); SIGTERM and SIGINT:
+    """The pipeline is signalled while its train step trains: the step stops (saving latest.pt) and nothing
+    holds the run folder afterwards. SIGKILL: the kernel tells the step (PR_SET_PDEATHSIG); SIGTERM and SIGINT:
     the pipeline passes the signal on, waits for the step, and exits 143 / 130 with one Error line. The step is
     quiet: one that logs would also stop on its own at its first write into the dead pipeline's pipe."""
     pytest.importorskip("torch")
     from conftest import SAMPLE
+
+    from sketchprep.outputs import LOCK_NAME, folder_lock
 
     (tmp_path / "r.toml").write_text(f'[convert]\ninputs = ["{SAMPLE}"]\nmultiple = 1\n[train]\npreset = "tiny"\n'
                                      'set = ["num_steps=10000000"]\nsamples = 0\nquiet = true\n')
@@ -192,6 +195,9 @@ def test_a_killed_pipeline_leaves_no_step_running(tmp_path, sig):
             proc.wait()
         if step is not None and _running(step):
             os.kill(step, signal.SIGKILL)
+    with folder_lock(run, "run folder"):  # nobody writes the run any more
+        pass
+    assert not (run / LOCK_NAME).exists()
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
         return

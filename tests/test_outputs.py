@@ -103,6 +103,68 @@ def test_word_filenames_property(words):
 # Writing only what is ours
 
 
+def _hold_lock_in_child(folder):
+    """A second process that takes the lock of `folder` and waits; returns it once it holds the lock."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time\nfrom sketchprep.outputs import folder_lock\n"
+            "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == b"held\n"
+    return proc
+
+
+def test_folder_lock_refuses_a_second_process_naming_its_pid_and_dies_with_it(tmp_path):
+    run = tmp_path / "run"
+    holder = _hold_lock_in_child(run)
+    try:
+        with pytest.raises(OutputError, match=rf"run: this run folder is in use by another sketchprep process "
+                                              rf"\(PID {holder.pid}\)"):
+            with outputs.folder_lock(run, "run folder"):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder; the kernel drops its lock
+        holder.wait()
+    assert os.path.exists(run / outputs.LOCK_NAME)  # the file stays, but nothing holds it
+    with outputs.folder_lock(run, "run folder"):
+        assert (run / outputs.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    assert os.listdir(run) == []  # released: the lock file is removed
+
+
+def test_folder_lock_is_reentrant_makes_and_removes_an_unused_folder(tmp_path):
+    run = tmp_path / "a" / "b" / "run"
+    with outputs.folder_lock(run):
+        with outputs.folder_lock(tmp_path / "a" / "b" / ".." / "b" / "run"):  # the same folder, held already
+            assert run.is_dir()
+        assert (run / outputs.LOCK_NAME).exists()  # still held by the outer block
+    assert os.listdir(tmp_path) == []  # nothing was written: the folders made for the lock are gone
+    with outputs.folder_lock(run):
+        (run / "latest.pt").write_bytes(b"x")
+    assert os.listdir(run) == ["latest.pt"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_folder_lock_never_uses_a_planted_lock_file(tmp_path, kind):
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    lock = run / outputs.LOCK_NAME
+    {"symlink": lambda: lock.symlink_to(victim), "fifo": lambda: os.mkfifo(lock), "folder": lock.mkdir}[kind]()
+    with pytest.raises((OutputError, OSError)):
+        with outputs.folder_lock(run):
+            pass
+    assert victim.read_bytes() == b"keep"
+
+
+def test_folder_lock_on_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder; the folder must be a folder"):
+        with outputs.folder_lock(tmp_path / "f"):
+            pass
+
+
 def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")

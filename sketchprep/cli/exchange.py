@@ -46,10 +46,11 @@ def import_(source, out_dir, scale_factor, data, overwrite):
         raise click.UsageError("give --scale-factor or --data, not both")
     if scale_factor is not None and not (scale_factor > 0 and scale_factor < float("inf")):
         raise click.UsageError("--scale-factor must be a number > 0")
-    from ..outputs import check_outside_runs
+    from ..outputs import check_outside_runs, folder_lock
 
     check_outside_runs(out_dir, [source], option="--out")
-    r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
+    with folder_lock(out_dir, "run folder"):  # not while `train` or another import writes there
+        r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
     for note in r.notes:
         click.echo(f"warning: {note}", err=True)
     h = r.hps

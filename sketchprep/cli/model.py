@@ -123,13 +123,17 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
         if preset:
             hps = HParams.from_dict(read_preset(preset), source=f"--preset {preset}")
         hps = hps.with_overrides(list(sets))
-    if overwrite:
+    worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks and writes
+    if not worker:  # the run folder's lock, held from before --overwrite removes anything until the command ends
+        from ..outputs import folder_lock
+
+        click.get_current_context().with_resource(folder_lock(out_dir, "run folder"))
+    if overwrite and not worker:
         import contextlib
 
         for name in ("latest.pt", "best.pt"):
-            with contextlib.suppress(FileNotFoundError):  # under torchrun every process tries
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, name))
-    worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks
     quiet = quiet or worker
     log = None if quiet else functools.partial(click.echo, err=True)
     bar_total = max_steps if max_steps is not None else (hps.num_steps if hps else None)
