@@ -14,6 +14,13 @@ previous try was cut off), checked against the size the server announced and, wh
 (`x-goog-hash: md5=...`, as Cloud Storage does), its MD5, renamed into place, and then linked or copied
 into the output folder. A file already complete in the cache is not fetched again.
 
+What a server cannot make it do: answer with something that is not HTTP (a header line over 64 KiB, over
+100 headers, a bad status line) and get more than one error line; announce a size that is not a plain
+number of at most 19 digits; make it write a file larger than `MAX_FILE_BYTES` ($SKETCHPREP_DOWNLOAD_MAX_MB)
+or larger than the free space of the cache's disk (both checked before the first byte is written); send
+more bytes than it announced (the rest is never written). Nothing is written through a symbolic link
+or into a FIFO planted in the cache (`outputs.open_regular`).
+
 Hand-written on urllib (no registry library): the job is a plain GET with Range and two headers.
 """
 from __future__ import annotations
@@ -25,6 +32,7 @@ import http.client
 import json
 import os
 import shutil
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +43,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import OptionError, SketchprepError
+from .outputs import atomic_output, open_regular
 
 BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
 BASE_URL_ENV = "SKETCHPREP_QUICKDRAW_URL"
@@ -50,6 +59,8 @@ FORMATS = {
 
 CHUNK = 1 << 20
 USER_AGENT = "sketchprep-download"
+MAX_FILE_MB_ENV = "SKETCHPREP_DOWNLOAD_MAX_MB"
+MAX_FILE_BYTES = 64 * 2**30   # the largest file accepted (a Quick, Draw! file is far smaller)
 
 
 class DownloadError(SketchprepError):
@@ -116,9 +127,24 @@ def default_cache_dir() -> Path:
 def base_url(given: str | None = None) -> str:
     """The base URL: `given`, else $SKETCHPREP_QUICKDRAW_URL, else Google's bucket."""
     url = (given or os.environ.get(BASE_URL_ENV) or BASE_URL).rstrip("/")
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
-        raise OptionError(f"base URL {url!r} is not an http://, https:// or file:// URL")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number from 0 to 65535)
+    except ValueError as e:
+        raise OptionError(f"base URL {url[:200]!r} cannot be read as a URL ({e})") from None
+    if parts.scheme not in ("http", "https", "file"):
+        raise OptionError(f"base URL {url[:200]!r} is not an http://, https:// or file:// URL")
     return url
+
+
+def max_file_bytes() -> int:
+    """The largest file `download` writes: $SKETCHPREP_DOWNLOAD_MAX_MB MiB, else MAX_FILE_BYTES."""
+    text = os.environ.get(MAX_FILE_MB_ENV, "").strip()
+    if not text:
+        return MAX_FILE_BYTES
+    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 12 and int(text) > 0):
+        raise OptionError(f"${MAX_FILE_MB_ENV} must be a whole number of MiB >= 1, not {text[:40]!r}")
+    return int(text) * 2**20
 
 
 def url_for(word: str, fmt: str, base: str) -> str:
@@ -182,9 +208,12 @@ def _cached(word: str, url: str, target: Path) -> Fetched | None:
     """A complete earlier download of the same URL (its record says so and the size agrees), else None."""
     try:
         meta = json.loads(_meta_path(target).read_text())
-        size = target.stat().st_size
+        st = target.lstat()
     except (OSError, ValueError):
         return None
+    if not stat.S_ISREG(st.st_mode) or not isinstance(meta, dict):  # a link planted in the cache is not a file
+        return None
+    size = st.st_size
     if meta.get("url") != url or meta.get("size") != size:
         return None
     return Fetched(word, target, url, size, "cached", bool(meta.get("md5")), bool(meta.get("size_checked", True)))
@@ -195,6 +224,10 @@ def _fetch(word: str, url: str, target: Path, fmt: str, *, retries: int, timeout
     """Download `url` to `target` through `target.part`; `record` keeps a `target.json` for the cache."""
     part = target.with_name(target.name + ".part")
     part_meta = _meta_path(part)
+    for path in (part, target):
+        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+            raise DownloadError(f"is {_kind(path)}, not a regular file; the download never writes through one. "
+                                "Remove it and run the same command again", str(path))
     resumed = False
     for attempt in range(retries + 1):
         try:
@@ -253,6 +286,9 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
+    except http.client.HTTPException as e:  # not HTTP: a header line over 64 KiB, > 100 headers, a bad status line
+        raise DownloadError(f"the server's answer is not valid HTTP ({_describe(e)}). Check --base-url, or try "
+                            "again later", url) from None
     except urllib.error.HTTPError as e:
         if e.code == 416 and have and known.get("size") == have:  # already complete
             return {"size": have, "md5": known.get("md5"), "etag": known.get("etag"), "resumed": True}
@@ -279,9 +315,10 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
                 raise _Retry(f"the server resumed at byte {start}, not {have}; starting over")
             resumed = True
         else:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
+            total = _size_header(response.headers.get("Content-Length"), "Content-Length", url)
             have, resumed = 0, False
+        limit = max_file_bytes()
+        _check_room(total, have, limit, part, url)
         md5 = md5 or (known.get("md5") if resumed else None)
         if resumed and known.get("size") is not None and total is not None and known["size"] != total:
             part.unlink()
@@ -291,7 +328,8 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
         try:
             # read1 returns what has arrived, so a stall loses nothing that came before it
             read = getattr(response, "read1", response.read)
-            with open(part, "ab" if resumed else "wb") as f:
+            got = have
+            with open_regular(part, "ab" if resumed else "wb") as f:
                 while True:
                     try:
                         chunk = read(CHUNK)
@@ -301,7 +339,17 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
                         raise _Retry(type(e).__name__) from None
                     if not chunk:
                         break
+                    if got + len(chunk) > (total if total is not None else limit):  # never written
+                        f.close()
+                        part.unlink()
+                        part_meta.unlink(missing_ok=True)
+                        raise DownloadError(
+                            f"the server sent more than the {total:,} bytes it announced; the download is deleted"
+                            if total is not None else
+                            f"the file is larger than {limit:,} bytes, the most a download may be (raise it with "
+                            f"${MAX_FILE_MB_ENV}=<MiB>); the download is deleted", url)
                     f.write(chunk)
+                    got += len(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
         finally:
@@ -333,14 +381,58 @@ def _check_content(part: Path, part_meta: Path, fmt: str, url: str) -> None:
 
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
     """(first byte, total size or None) of `Content-Range: bytes START-END/TOTAL`."""
-    try:
-        _, _, rest = (value or "").partition(" ")
-        span, _, total = rest.partition("/")
-        start = int(span.split("-")[0])
-        return start, (int(total) if total.isdigit() else None)
-    except ValueError:
-        raise DownloadError(f"the server sent a partial answer without a readable Content-Range ({value!r}). "
-                            "Delete the .part file and try again", url) from None
+    _, _, rest = (value or "").partition(" ")
+    span, _, total = rest.partition("/")
+    start = span.split("-")[0]
+    if not _is_size(start) or not (_is_size(total) or total == "*"):
+        raise DownloadError(f"the server sent a partial answer without a readable Content-Range "
+                            f"({(value or '')[:80]!r}). Delete the .part file and try again", url)
+    return int(start), (int(total) if total != "*" else None)
+
+
+_SIZE_DIGITS = 19  # a size of up to 19 digits (below 10^19 bytes) is a number; more is not an answer
+
+
+def _is_size(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= _SIZE_DIGITS
+
+
+def _size_header(value: str | None, name: str, url: str) -> int | None:
+    """The size a header announces; None when it is absent. A value that is not a plain number of at most
+    19 ASCII digits (`12e9`, `-1`, 5,000 digits, Unicode digits) is refused."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if not _is_size(text):
+        raise DownloadError(f"the server announced an unreadable {name} ({text[:40]!r}"
+                            f"{f', {len(text):,} characters' if len(text) > 40 else ''}). Check --base-url", url)
+    return int(text)
+
+
+def _check_room(total: int | None, have: int, limit: int, part: Path, url: str) -> None:
+    """Refuse, before anything is written, a file over the bound or over the free space of its disk."""
+    if total is None:
+        return
+    if total > limit:
+        raise DownloadError(f"the server announces {total:,} bytes, more than the {limit:,} a download may be "
+                            f"(raise it with ${MAX_FILE_MB_ENV}=<MiB>). Check --base-url", url)
+    free = shutil.disk_usage(part.parent).free
+    if total - have > free:
+        raise DownloadError(f"the file is {total:,} bytes and {total - have:,} more do not fit: {free:,} bytes are "
+                            f"free in {part.parent}. Free some space, or give --cache-dir on a larger disk", url)
+
+
+def _describe(e: BaseException) -> str:
+    """An exception in at most about 100 characters, on one line."""
+    text = str(e)
+    text = repr(text[:80])[1:-1] + ("..." if len(text) > 80 else "")
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _kind(path: Path) -> str:
+    mode = os.lstat(path).st_mode
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket")
 
 
 def _md5_header(values: list[str]) -> str | None:
@@ -362,9 +454,8 @@ def _md5(path: Path) -> bytes:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    with atomic_output(path, "w") as f:  # replaces a link at `path`, never writes through it
+        f.write(json.dumps(obj))
 
 
 def _place(source: Path, dest: Path) -> None:
@@ -374,7 +465,14 @@ def _place(source: Path, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
+        os.link(source, tmp, follow_symlinks=False)
     except OSError:
-        shutil.copyfile(source, tmp)
+        size = source.stat().st_size
+        free = shutil.disk_usage(dest.parent).free
+        if size > free:
+            raise DownloadError(f"{size:,} bytes do not fit: {free:,} bytes are free. Free some space, or give "
+                                "another -o", str(dest)) from None
+        with open(source, "rb") as f_in, atomic_output(dest) as f_out:
+            shutil.copyfileobj(f_in, f_out, CHUNK)
+        return
     os.replace(tmp, dest)

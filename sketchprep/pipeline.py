@@ -15,19 +15,29 @@ epsilon = 2.0
 n = 36
 ```
 
-`output` (the folder to write into) is relative to the recipe too. `run` executes the steps in order
+`output` (the folder to write into) is relative to the recipe too, and stays inside the recipe's folder
+(a recipe cannot write elsewhere; `--out` on the command line can). `run` executes the steps in order
 as `sketchprep` subprocesses into an output folder, reporting the running step's elapsed time and
 last log line while it works, skips a step
 whose command line, inputs and earlier outputs have not changed since its last success (a
 fingerprint of paths, sizes and modification times, kept in `<out>/.pipeline-state.json`), stops at
 the first failing step with its error, and writes `<out>/report.md`.
+
+What a run may replace: only what the state file says the pipeline made. Each output is claimed in the
+state before its step runs; an output that exists and was not made by the pipeline (a user's own
+`report.md`, a run in `<out>/run` trained by hand) stops the run before any step, naming it. One run
+at a time holds the output folder (`outputs.folder_lock`). Steps die with the pipeline: each is told by
+the kernel to stop (SIGTERM) when the pipeline process ends however it ends, and a SIGINT or SIGTERM the
+pipeline receives is passed on to the running step, which stops cleanly (train saves latest.pt).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +47,7 @@ from pathlib import Path
 
 from . import __version__
 from .dataset import atomic_output
-from .errors import OptionError, SketchprepError
+from .errors import OptionError, SketchprepError, Terminated
 
 try:
     import tomllib
@@ -47,6 +57,7 @@ except ImportError:  # Python 3.10
 STEPS = ("convert", "validate", "stats", "render", "train", "sample")
 STATE_FILE = ".pipeline-state.json"
 REPORT_FILE = "report.md"
+MADE = "made"  # the state's list of outputs (relative to the output folder) that the pipeline made
 
 
 class PipelineError(SketchprepError):
@@ -130,6 +141,8 @@ def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str]
     for key in ("description", "output"):
         if key in data and not isinstance(data[key], str):
             raise PipelineError(f"{key} must be a string, got {_type_name(data[key])}", path=str(path))
+    if "output" in data:
+        _check_recipe_output(data["output"], path)
     for step in STEPS:
         if step in data and not isinstance(data[step], dict):
             raise PipelineError(f"{step} must be a table of options ([{step}] followed by key = value lines), "
@@ -149,6 +162,15 @@ def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str]
     if options is not None:
         check_recipe(recipe, options)
     return recipe
+
+
+def _check_recipe_output(output: str, path: Path) -> None:
+    """A recipe's `output` is a folder inside the recipe's own folder: a recipe from elsewhere cannot make
+    the pipeline write into a home folder or next to the project (`--out` on the command line can)."""
+    norm = os.path.normpath(output) if output else ""
+    if not norm or os.path.isabs(norm) or norm.startswith("~") or norm == ".." or norm.startswith(".." + os.sep):
+        raise PipelineError(f"output = {output!r} is not a folder inside the recipe's folder; a recipe writes only "
+                            f'there (e.g. output = "out"). Give --out DIR to write somewhere else', path=str(path))
 
 
 def output_dir(recipe: Recipe, out: str | os.PathLike | None = None) -> Path:
@@ -299,40 +321,91 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
     """Run a recipe's steps in order into `out`; raises PipelineError at the first failing step
     (after writing the report). `on_step(result)` after each step; `on_progress(name, seconds, line)`
     about twice a second while a step runs, with its elapsed time and the last line it logged."""
+    from .outputs import folder_lock
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE_FILE
-    state = _read_state(state_path)
-    results: list[StepResult] = []
-    failure = None
-    for step in plan(recipe, out):
-        fp = _fingerprint(step, out)
-        if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
-            result = StepResult(step.name, "skipped", commands=step.commands,
-                                output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
-            result.pictures = _pictures(step)
-        else:
-            state.pop(step.name, None)
-            for cmd in step.commands:  # commands refuse to write into a missing folder: make the run's own
-                for flag in ("-o", "--plot"):
-                    if flag in cmd[:-1]:
-                        Path(cmd[cmd.index(flag) + 1]).parent.mkdir(parents=True, exist_ok=True)
-            result = _run_step(step, on_progress)
-            result.pictures = _pictures(step)
-            if result.status == "ran":
-                state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
-        results.append(result)
-        with atomic_output(state_path, "w") as f:
-            json.dump(state, f, indent=1)
-        if on_step is not None:
-            on_step(result)
-        if result.status == "failed":
-            failure = result
-            break
-    write_report(recipe, out, results)
+    steps = plan(recipe, out)
+    with folder_lock(out, "pipeline output folder"):   # one pipeline run at a time writes here
+        state_path = out / STATE_FILE
+        state = _read_state(state_path)
+        made = _made(state, steps, out)
+        _check_ours([p for s in steps for p in _step_paths(s, expanded=False)] + [out / REPORT_FILE], made, out)
+        results: list[StepResult] = []
+        failure = None
+        for step in steps:
+            fp = _fingerprint(step, out)
+            if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
+                result = StepResult(step.name, "skipped", commands=step.commands,
+                                    output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
+                result.pictures = _pictures(step)
+            else:
+                state.pop(step.name, None)
+                paths = _step_paths(step, expanded=True)   # per-word names are known once convert has run
+                _check_ours(paths, made, out)
+                made |= {_rel(p, out) for p in paths}      # claimed before the step runs: a killed step's too
+                state[MADE] = sorted(made)
+                _write_state(state_path, state)
+                for cmd in step.commands:  # commands refuse to write into a missing folder: make the run's own
+                    for flag in ("-o", "--plot"):
+                        if flag in cmd[:-1]:
+                            Path(cmd[cmd.index(flag) + 1]).parent.mkdir(parents=True, exist_ok=True)
+                result = _run_step(step, on_progress)
+                result.pictures = _pictures(step)
+                if result.status == "ran":
+                    state[step.name] = _fingerprint(step, out)  # inputs may be outputs of this very run
+            results.append(result)
+            made.add(REPORT_FILE)
+            state[MADE] = sorted(made)
+            _write_state(state_path, state)
+            if on_step is not None:
+                on_step(result)
+            if result.status == "failed":
+                failure = result
+                break
+        write_report(recipe, out, results)
     if failure is not None:
         raise PipelineError(f"step {failure.name!r} failed: {failure.error}")
     return results
+
+
+def _write_state(path: Path, state: dict) -> None:
+    with atomic_output(path, "w") as f:
+        json.dump(state, f, indent=1)
+
+
+def _rel(path: Path, out: Path) -> str:
+    return os.path.relpath(path, out)
+
+
+def _step_paths(step: Step, expanded: bool) -> list[Path]:
+    """Everything a step writes: its outputs, its log, and (expanded) each command's -o and --plot file."""
+    paths = list(step.outputs) + ([step.stdout] if step.stdout else [])
+    if expanded:
+        for cmd in _command_lines(step):
+            paths += [Path(cmd[i + 1]) for i, a in enumerate(cmd[:-1]) if a in ("-o", "--plot")]
+    return [p for p in dict.fromkeys(paths) if "{" not in p.name]
+
+
+def _made(state: dict, steps: list[Step], out: Path) -> set[str]:
+    """What the state says this pipeline made. A state written before it kept that list: the outputs of
+    the steps it holds a fingerprint of, and the report."""
+    made = state.get(MADE)
+    if isinstance(made, list) and all(isinstance(m, str) for m in made):
+        return set(made)
+    legacy = {_rel(p, out) for s in steps if s.name in state for p in _step_paths(s, expanded=False)}
+    return legacy | ({REPORT_FILE} if legacy else set())
+
+
+def _check_ours(paths: list[Path], made: set[str], out: Path) -> None:
+    """Refuse to run when a path the pipeline would write exists and is not something it made."""
+    for p in paths:
+        if not os.path.lexists(p):
+            continue
+        rel = Path(_rel(p, out))
+        if any(str(part) in made for part in [rel, *rel.parents] if str(part) != "."):
+            continue
+        raise PipelineError(f"{p} exists and this pipeline did not make it (it is not listed in {out / STATE_FILE}), "
+                            "so the run would replace it. Move it away, or give another --out")
 
 
 def _pictures(step: Step) -> list[Path]:
@@ -368,31 +441,43 @@ def _run_step(step: Step, on_progress=None) -> StepResult:
 
 
 def _run_command(cmd: list[str], tick) -> subprocess.CompletedProcess:
-    """`python -m sketchprep CMD`, its output captured; `tick(last stderr line)` every half second."""
-    proc = subprocess.Popen([sys.executable, "-m", "sketchprep", *cmd], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """`python -m sketchprep CMD`, its output captured; `tick(last stderr line)` every half second.
+
+    The step never outlives the pipeline: the kernel sends it SIGTERM when this process ends, even by
+    kill -9 (`outputs.dies_with_us`). It runs in its own session, so a Ctrl-C at the terminal reaches the
+    pipeline only, which passes each SIGINT or SIGTERM it gets on to the step exactly once and waits for
+    it to stop (train saves latest.pt first; a second signal stops it at once, a third kills it)."""
+    from .outputs import dies_with_us
+
+    proc = subprocess.Popen([sys.executable, "-m", "sketchprep", *cmd], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=dies_with_us(signal.SIGTERM))
     err: list[str] = []
     out: list[str] = []
     readers = [threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True),
                threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)]
     for r in readers:
         r.start()
+    stopping: BaseException | None = None
+    signals = 0
     while True:
         try:
             proc.wait(timeout=0.5)
             break
         except subprocess.TimeoutExpired:
-            last = next((ln.strip() for ln in reversed(err) if ln.strip()), "")
-            tick(last)
-        except BaseException:       # Ctrl-C: the terminal sent it to the step too; give it time to save
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait()
-            raise
+            if stopping is None:
+                last = next((ln.strip() for ln in reversed(err) if ln.strip()), "")
+                tick(last)
+        except (KeyboardInterrupt, Exception) as e:   # Ctrl-C or SIGTERM (outputs.sigterm_raises): pass it on
+            stopping = stopping or e
+            signals += 1
+            sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig if signals < 3 else signal.SIGKILL)
     for r in readers:
         r.join()
+    if stopping is not None:
+        raise stopping
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
 
 

@@ -230,6 +230,15 @@ def read_js_model(path: str | os.PathLike) -> tuple[HParams, dict, float, dict]:
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 PAGE_FILES = ("index.html", "app.js", "sketchrnn-lite.js", "model.gen.json")
+PAGE_MARKER = b'<meta name="generator" content="sketchprep export">'  # in every index.html write_page writes
+
+
+def check_page_folder(folder: str | os.PathLike) -> None:
+    """Refuse a folder holding a page file (index.html, app.js, ...) that is not part of a page this tool
+    wrote: a later export replaces its own page, never a user's files (sketchprep.outputs.check_ours)."""
+    from sketchprep.outputs import check_ours
+
+    check_ours(folder, PAGE_FILES + ("magentasketch.js",), PAGE_MARKER, option="--html")
 
 
 def dataset_size(data_files: list[str], sample: int = 2000) -> float:
@@ -259,28 +268,34 @@ def dataset_size(data_files: list[str], sample: int = 2000) -> float:
 def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_factor: float | None = None,
                runtime_js: str | os.PathLike | None = None, seed: int = 1) -> ExportSummary:
     """A self-contained drawing page in `folder`: index.html, app.js, the sampler (sketchrnn-lite.js, or
-    `runtime_js`, a @magenta/sketch bundle `magentasketch.js`, copied in) and model.gen.json."""
+    `runtime_js`, a @magenta/sketch bundle `magentasketch.js`, copied in) and model.gen.json.
+
+    The page is written whole or not at all (a temporary folder, then renames), and only over a page this
+    tool wrote: a folder holding a user's own index.html, app.js, ... is refused (`check_page_folder`)."""
     import shutil
+
+    from sketchprep.outputs import atomic_folder
 
     folder = str(folder)
     if runtime_js is not None and not os.path.isfile(runtime_js):
         raise ModelFormatError("no such file (give the path of @magenta/sketch's dist/magentasketch.js)",
                                path=str(runtime_js))
     check_exportable(run.hps, run.path)
-    os.makedirs(folder, exist_ok=True)
-    summary = export_js_model(run, os.path.join(folder, "model.gen.json"), name, scale_factor)
+    check_page_folder(folder)
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
     script = "sketchrnn-lite.js" if runtime_js is None else "magentasketch.js"
-    copies = [(os.path.join(WEB_DIR, a), a) for a in ("app.js", "sketchrnn-lite.js")]
-    for src, asset in copies + ([(str(runtime_js), script)] if runtime_js is not None else []):
-        with open(src, "rb") as f_in, atomic_output(os.path.join(folder, asset)) as f_out:
-            shutil.copyfileobj(f_in, f_out)
     config = {"model": "model.gen.json", "size": dataset_size(run.data_files),
               "runtime": "magenta" if runtime_js is not None else "lite", "seed": int(seed)}
     with open(os.path.join(WEB_DIR, "index.html"), encoding="utf-8") as f:
         html = f.read()
-    title = summary.info["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    html = (html.replace("__TITLE__", title).replace("__RUNTIME_SCRIPT__", script)
-            .replace("__CONFIG__", orjson.dumps(config).decode().replace("</", "<\\/")))
-    with atomic_output(os.path.join(folder, "index.html"), "w") as f:
-        f.write(html)
+    with atomic_folder(folder) as tmp:
+        summary = export_js_model(run, os.path.join(tmp, "model.gen.json"), name, scale_factor)
+        copies = [(os.path.join(WEB_DIR, a), a) for a in ("app.js", "sketchrnn-lite.js")]
+        for src, asset in copies + ([(str(runtime_js), script)] if runtime_js is not None else []):
+            shutil.copyfile(src, os.path.join(tmp, asset))
+        title = summary.info["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        html = (html.replace("__TITLE__", title).replace("__RUNTIME_SCRIPT__", script)
+                .replace("__CONFIG__", orjson.dumps(config).decode().replace("</", "<\\/")))
+        with open(os.path.join(tmp, "index.html"), "w", encoding="utf-8") as f:
+            f.write(html)
     return summary

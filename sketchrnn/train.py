@@ -201,10 +201,15 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
     Subnormal floats are flushed to zero while it runs (subnormal gradients make the CPU backward
     ~10x slower on this CPU, measured) and the thread's previous setting is restored afterwards.
     """
+    import contextlib
+
+    from sketchprep.outputs import folder_lock
+
     previous = flush_denormal_enabled()
     torch.set_flush_denormal(True)
-    try:
-        return _train(data_paths, out_dir, hps, TrainOptions(**options))
+    try:  # one writer per run folder: rank 0 (or the only process) holds its lock, a second train is refused
+        with folder_lock(out_dir, "run folder") if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+            return _train(data_paths, out_dir, hps, TrainOptions(**options))
     finally:
         torch.set_flush_denormal(previous)
         release_buffers()  # the fast RNN's kept buffers (about 1 GB at the reference sizes)

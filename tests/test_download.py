@@ -27,7 +27,8 @@ class Bucket(http.server.ThreadingHTTPServer):
     """Serves files[path] = bytes like Cloud Storage: Content-Length, ETag, x-goog-hash md5, Range -> 206.
 
     Faults for the tests: cut[path] = n closes the connection after n bytes (once); bad_md5 = {path};
-    no_range = {path} answers 200 to a Range request; etag[path] overrides the ETag."""
+    no_range = {path} answers 200 to a Range request; etag[path] overrides the ETag; raw[path] = bytes is
+    sent as the whole answer, status line and headers included (answers that are not HTTP)."""
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
@@ -38,6 +39,7 @@ class Bucket(http.server.ThreadingHTTPServer):
         self.etag: dict[str, str] = {}
         self.bare: set[str] = set()                   # no Content-Length, no ETag, no hash: ends at close
         self.stall: dict[str, int] = {}               # sends n bytes, then nothing for 3 s (once)
+        self.raw: dict[str, bytes] = {}
         self.log: list[tuple[str, str | None]] = []   # (path, Range header)
 
     @property
@@ -54,6 +56,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         s: Bucket = self.server
         s.log.append((self.path, self.headers.get("Range")))
+        if self.path in s.raw:
+            self.wfile.write(s.raw[self.path])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         body = s.files.get(self.path)
         if body is None:
             self.send_response(404)

@@ -2,6 +2,7 @@
 nothing written but what may be resumed."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -88,3 +89,127 @@ def test_output_that_is_a_file(tmp_path):
 def test_a_base_url_that_is_not_a_url(tmp_path):
     run_case(tmp_path, _args(tmp_path, "cat", "--base-url", "ftp://example.invalid/x"), rc=2,
              message="is not an http://, https:// or file:// URL")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers that are not HTTP, and sizes no file has: one Error line, nothing written
+
+CAT = "/full/simplified/cat.ndjson"
+_OK = b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+
+
+def _chunked(body: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096]) for i in range(0, len(body), 4096)) \
+        + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("answer,message", [
+    pytest.param(_OK + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n{}", "not valid HTTP (LineTooLong", id="70000-byte-header"),
+    pytest.param(_OK + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n{}",
+                 "not valid HTTP (HTTPException: got more than 100 headers", id="150-headers"),
+    pytest.param(b"HTTP/1.1 abc OK\r\n\r\n{}", "not valid HTTP (BadStatusLine", id="bad-status-line"),
+    pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n", "not valid HTTP (BadStatusLine", id="ssh-not-http"),
+    pytest.param(b"\x00\xff" * 40_000, "not valid HTTP", id="binary-not-http"),
+    pytest.param(_OK + b"Content-Length: " + b"9" * 5000 + b"\r\n\r\n{}", "unreadable Content-Length ('99999",
+                 id="5000-digit-length"),
+    pytest.param(_OK + b"Content-Length: -5\r\n\r\n{}", "unreadable Content-Length ('-5')", id="negative-length"),
+    pytest.param(_OK + "Content-Length: \u00b2\r\n\r\n{}".encode("latin-1"), "unreadable Content-Length",
+                 id="unicode-digit-length"),
+    pytest.param(_OK + b"Content-Length: 1000000000000000\r\n\r\n{" + b"x" * 100_000,
+                 "announces 1,000,000,000,000,000 bytes, more than the", id="length-1e15"),
+    pytest.param(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/" + b"7" * 5000 + b"\r\n\r\n{}",
+                 "without a readable Content-Range", id="5000-digit-range"),
+    pytest.param(_OK + b"Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunked(b"{" * 10_000),
+                 "sent more than the 100 bytes it announced", id="more-than-announced"),
+])
+def test_answers_that_are_not_http_or_announce_no_real_size(tmp_path, bucket, answer, message):  # noqa: F811
+    bucket.raw[CAT] = answer
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), message=message)
+    assert not list((tmp_path / "cache").rglob("*.part")), "a refused answer left a file in the cache"
+
+
+def test_a_file_without_a_size_stops_at_the_bound(tmp_path, bucket):  # noqa: F811
+    bucket.files[CAT] = _payload(3 * 2**20, 3)
+    bucket.bare.add(CAT)  # no Content-Length: only the bound stops it
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), message="larger than 2,097,152 bytes",
+             env={"SKETCHPREP_DOWNLOAD_MAX_MB": "2"})
+
+
+def test_a_size_over_the_free_disk_space_is_refused_before_writing(tmp_path, bucket, monkeypatch):  # noqa: F811
+    import shutil
+    from collections import namedtuple
+
+    from sketchprep import download
+    from sketchprep.download import DownloadError, download_quickdraw
+
+    bucket.files[CAT] = _payload(50_000, 4)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 30_000, 30_000))
+    with pytest.raises(DownloadError, match=r"50,000 more do not fit: 30,000 bytes are free"):
+        download_quickdraw(["cat"], "simplified", tmp_path / "out", base=bucket.url, cache_dir=tmp_path / "cache")
+    assert shutil.disk_usage is not None and not list((tmp_path / "cache").rglob("cat.ndjson*"))
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://[::1", "http://127.0.0.1:port"])
+def test_a_base_url_with_a_bad_port_or_host(tmp_path, url):
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", url), rc=2, message="cannot be read as a URL")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Nothing is written through a link or into a FIFO planted in the cache or the output folder
+
+VICTIM = b"a file of the user's that no download may touch"
+
+
+def _cache_dir(tmp_path):
+    folder = tmp_path / "cache" / "quickdraw" / "simplified"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_a_symlinked_part_file_is_refused_and_its_target_kept(tmp_path, bucket):  # noqa: F811
+    bucket.files[CAT] = _payload(20_000, 5)
+    (tmp_path / "victim.txt").write_bytes(VICTIM)
+    (_cache_dir(tmp_path) / "cat.ndjson.part").symlink_to(tmp_path / "victim.txt")
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), message="is a symbolic link, not a regular file")
+    assert (tmp_path / "victim.txt").read_bytes() == VICTIM
+
+
+def test_a_dangling_symlinked_part_file_creates_nothing(tmp_path, bucket):  # noqa: F811
+    bucket.files[CAT] = _payload(20_000, 5)
+    (_cache_dir(tmp_path) / "cat.ndjson.part").symlink_to(tmp_path / "made-by-the-link.txt")
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), message="symbolic link")
+    assert not (tmp_path / "made-by-the-link.txt").exists()
+
+
+def test_a_fifo_as_part_file_is_refused_without_hanging(tmp_path, bucket):  # noqa: F811
+    bucket.files[CAT] = _payload(20_000, 5)
+    os.mkfifo(_cache_dir(tmp_path) / "cat.ndjson.part")
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), message="is a FIFO", max_seconds=8)
+
+
+def test_a_symlinked_cache_entry_is_neither_served_nor_written_through(tmp_path, bucket):  # noqa: F811
+    bucket.files[CAT] = _payload(len(VICTIM), 6)
+    (tmp_path / "victim.txt").write_bytes(VICTIM)
+    cache = _cache_dir(tmp_path)
+    (cache / "cat.ndjson").symlink_to(tmp_path / "victim.txt")  # with a record that matches its size
+    (cache / "cat.ndjson.json").write_text(f'{{"url": "{bucket.url}{CAT}", "size": {len(VICTIM)}}}')
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), message="is a symbolic link")
+    assert (tmp_path / "victim.txt").read_bytes() == VICTIM
+
+
+def test_symlinked_records_and_outputs_are_replaced_not_written_through(tmp_path, bucket):  # noqa: F811
+    body = _payload(20_000, 7)
+    bucket.files[CAT] = body
+    for name in ("victim1", "victim2"):
+        (tmp_path / name).write_bytes(VICTIM)
+    (_cache_dir(tmp_path) / "cat.ndjson.part.json").symlink_to(tmp_path / "victim1")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cat.ndjson").symlink_to(tmp_path / "victim2")
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), rc=0,
+             creates=("out/cat.ndjson", "cache/quickdraw/simplified/cat.ndjson",
+                      "cache/quickdraw/simplified/cat.ndjson.json",
+                      "cache/quickdraw/simplified/cat.ndjson.part.json"))  # the link itself is replaced, then removed
+    assert not os.path.lexists(tmp_path / "cache/quickdraw/simplified/cat.ndjson.part.json")
+    assert (tmp_path / "victim1").read_bytes() == VICTIM and (tmp_path / "victim2").read_bytes() == VICTIM
+    assert not (tmp_path / "out" / "cat.ndjson").is_symlink() and (tmp_path / "out" / "cat.ndjson").read_bytes() == body

@@ -314,3 +314,79 @@ def test_out_on_a_full_file_system(tmp_path):
         assert os.listdir(mnt) == ["out.npz"] and (mnt / "out.npz").read_bytes() == PREVIOUS
     finally:
         subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# pipeline run replaces only what it made, and a recipe writes only inside its own folder
+
+
+def _recipe(folder, extra: str = "", name: str = "r.toml", top: str = ""):
+    (folder / name).write_text(f'{top}[convert]\ninputs = ["cat.ndjson"]\nmultiple = 1\n{extra}')
+    return name
+
+
+@pytest.mark.parametrize("theirs,table", [
+    ("o/run/latest.pt", "[train]\nmax_steps = 1\n"),   # a run trained by hand: --overwrite would have removed it
+    ("o/report.md", ""),
+    ("o/dataset.npz", ""),
+    ("o/convert.txt", ""),
+    ("o/grid.png", "[render]\n"),
+    ("o/samples.png", "[train]\nmax_steps = 1\n[sample]\n"),
+])
+def test_pipeline_never_replaces_what_it_did_not_make(folder, theirs, table):
+    (folder / theirs).parent.mkdir(parents=True, exist_ok=True)
+    (folder / theirs).write_bytes(PREVIOUS)
+    named = "/".join(theirs.split("/")[:2])  # o/run: the whole run folder is the step's output
+    run_case(folder, ["pipeline", "run", _recipe(folder, table), "--out", "o"],
+             message=f"Error: {named} exists and this pipeline did not make it", max_seconds=20)
+    assert (folder / theirs).read_bytes() == PREVIOUS
+
+
+def test_pipeline_replaces_what_it_made_and_what_an_older_state_lists(folder):
+    recipe = _recipe(folder, "[stats]\n")
+    made = ("o/dataset.npz", "o/convert.txt", "o/stats.txt", "o/report.md", "o/.pipeline-state.json")
+    run_case(folder, ["pipeline", "run", recipe, "--out", "o"], rc=0, creates=made, max_seconds=30)
+    run_case(folder, ["pipeline", "run", recipe, "--out", "o", "--force"], rc=0, creates=made, max_seconds=30)
+    state = json.loads((folder / "o/.pipeline-state.json").read_text())
+    assert state["made"] == ["convert.txt", "dataset.npz", "report.md", "stats.txt"]
+    del state["made"]  # as a state written before the list was kept: its steps' outputs are the pipeline's
+    (folder / "o/.pipeline-state.json").write_text(json.dumps(state))
+    run_case(folder, ["pipeline", "run", recipe, "--out", "o", "--force"], rc=0, creates=made, max_seconds=30)
+
+
+@pytest.mark.parametrize("output", ["../x", "../../x", "/tmp/elsewhere", "~/x", "a/../../x", ""])
+def test_a_recipe_output_outside_its_folder_is_refused(folder, output):
+    (folder / "recipes").mkdir()
+    name = _recipe(folder / "recipes", top=f'output = "{output}"\n')
+    run_case(folder, ["pipeline", "run", f"recipes/{name}"], message="is not a folder inside the recipe's folder")
+
+
+def test_a_recipe_output_inside_its_folder(folder):
+    (folder / "recipes").mkdir()
+    (folder / "recipes" / "cat.ndjson").write_bytes((folder / "cat.ndjson").read_bytes())
+    (folder / "recipes" / "r.toml").write_text('output = "results/./cat"\n[convert]\ninputs = ["cat.ndjson"]\n'
+                                               'multiple = 1\n')
+    run_case(folder, ["pipeline", "run", "recipes/r.toml"], rc=0, max_seconds=30,
+             creates=tuple(f"recipes/results/cat/{n}" for n in ("dataset.npz", "convert.txt", "report.md",
+                                                                 ".pipeline-state.json")))
+
+
+def test_two_pipelines_on_one_folder(folder):
+    """A second `pipeline run` into a folder another one holds is refused, naming the holder's PID."""
+    from sketchprep.outputs import folder_lock
+
+    (folder / "o").mkdir()
+    code = ("import sys, time\nfrom sketchprep.outputs import folder_lock\n"
+            "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder / "o")], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        run_case(folder, ["pipeline", "run", _recipe(folder), "--out", "o"],
+                 message=f"o: this pipeline output folder is in use by another sketchprep process (PID {holder.pid})",
+                 creates=("o/.sketchprep.lock",), max_seconds=20)
+    finally:
+        holder.kill()
+        holder.wait()
+    with folder_lock(folder / "o"):
+        pass

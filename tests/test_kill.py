@@ -150,3 +150,66 @@ def test_workers_busy_with_a_long_chunk_die_with_a_killed_parent(tmp_path):
         for w in workers:
             if _running(w):
                 os.kill(w, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------------
+# `pipeline run`: its steps never outlive it
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")]
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_killed_pipeline_leaves_no_step_running(tmp_path, sig):
+    """The pipeline is signalled while its train step trains: the step stops (saving latest.pt) and nothing
+    holds the run folder afterwards. SIGKILL: the kernel tells the step (PR_SET_PDEATHSIG); SIGTERM and SIGINT:
+    the pipeline passes the signal on, waits for the step, and exits 143 / 130 with one Error line. The step is
+    quiet: one that logs would also stop on its own at its first write into the dead pipeline's pipe."""
+    pytest.importorskip("torch")
+    from conftest import SAMPLE
+
+    from sketchprep.outputs import LOCK_NAME, folder_lock
+
+    (tmp_path / "r.toml").write_text(f'[convert]\ninputs = ["{SAMPLE}"]\nmultiple = 1\n[train]\npreset = "tiny"\n'
+                                     'set = ["num_steps=10000000"]\nsamples = 0\nquiet = true\n')
+    run = tmp_path / "o" / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sketchprep", "pipeline", "run", "r.toml", "--out", "o"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    step = None
+    try:
+        deadline = time.monotonic() + 180  # convert, then train's start-up: generous for a loaded machine
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [c for c in _children(proc.pid) if "train" in _cmdline(c)]
+            if steps and (run / "latest.pt").exists():
+                step = steps[0]
+                break
+            time.sleep(0.1)
+        assert step is not None, f"the train step did not start: {proc.poll()}"
+        os.kill(proc.pid, sig)  # the pipeline only
+        _, stderr = proc.communicate(timeout=120)
+        _assert_gone_within([step], 120)  # it finishes the step in progress and saves first
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if step is not None and _running(step):
+            os.kill(step, signal.SIGKILL)
+    with folder_lock(run, "run folder"):  # nobody writes the run any more
+        pass
+    assert not (run / LOCK_NAME).exists()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        return
+    text = stderr.decode()
+    assert "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: terminated (SIGTERM); outputs are written whole or not at all, nothing was left "
+                      "half-written" if sig == signal.SIGTERM else
+                      "Error: interrupted (Ctrl-C); outputs are written whole or not at all"], text
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130)

@@ -97,3 +97,129 @@ def test_word_filenames_property(words):
     for name in names.values():
         assert name.endswith(".npz") and not name.startswith(".") and "/" not in name and "\\" not in name
         assert "\x00" not in name and len(name.encode("utf-8", "surrogatepass")) <= 200
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing only what is ours
+
+
+def _hold_lock_in_child(folder):
+    """A second process that takes the lock of `folder` and waits; returns it once it holds the lock."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time\nfrom sketchprep.outputs import folder_lock\n"
+            "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == b"held\n"
+    return proc
+
+
+def test_folder_lock_refuses_a_second_process_naming_its_pid_and_dies_with_it(tmp_path):
+    run = tmp_path / "run"
+    holder = _hold_lock_in_child(run)
+    try:
+        with pytest.raises(OutputError, match=rf"run: this run folder is in use by another sketchprep process "
+                                              rf"\(PID {holder.pid}\)"):
+            with outputs.folder_lock(run, "run folder"):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder; the kernel drops its lock
+        holder.wait()
+    assert os.path.exists(run / outputs.LOCK_NAME)  # the file stays, but nothing holds it
+    with outputs.folder_lock(run, "run folder"):
+        assert (run / outputs.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    assert os.listdir(run) == []  # released: the lock file is removed
+
+
+def test_folder_lock_is_reentrant_makes_and_removes_an_unused_folder(tmp_path):
+    run = tmp_path / "a" / "b" / "run"
+    with outputs.folder_lock(run):
+        with outputs.folder_lock(tmp_path / "a" / "b" / ".." / "b" / "run"):  # the same folder, held already
+            assert run.is_dir()
+        assert (run / outputs.LOCK_NAME).exists()  # still held by the outer block
+    assert os.listdir(tmp_path) == []  # nothing was written: the folders made for the lock are gone
+    with outputs.folder_lock(run):
+        (run / "latest.pt").write_bytes(b"x")
+    assert os.listdir(run) == ["latest.pt"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_folder_lock_never_uses_a_planted_lock_file(tmp_path, kind):
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    lock = run / outputs.LOCK_NAME
+    {"symlink": lambda: lock.symlink_to(victim), "fifo": lambda: os.mkfifo(lock), "folder": lock.mkdir}[kind]()
+    with pytest.raises((OutputError, OSError)):
+        with outputs.folder_lock(run):
+            pass
+    assert victim.read_bytes() == b"keep"
+
+
+def test_folder_lock_on_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder; the folder must be a folder"):
+        with outputs.folder_lock(tmp_path / "f"):
+            pass
+
+
+def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (tmp_path / "link").symlink_to(victim)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    for name, what in (("link", "a symbolic link"), ("dangling", "a symbolic link"), ("fifo", "a FIFO")):
+        for mode in ("wb", "ab"):
+            with pytest.raises(OutputError, match=f"is {what}, not a regular file"):
+                outputs.open_regular(tmp_path / name, mode)
+    assert victim.read_bytes() == b"keep" and not (tmp_path / "nowhere").exists()
+    with outputs.open_regular(tmp_path / "new", "wb") as f:
+        f.write(b"abc")
+    with outputs.open_regular(tmp_path / "new", "ab") as f:
+        f.write(b"d")
+    assert (tmp_path / "new").read_bytes() == b"abcd"
+    with outputs.open_regular(tmp_path / "new", "wb") as f:
+        f.write(b"e")
+    assert (tmp_path / "new").read_bytes() == b"e"
+
+
+def test_check_ours_replaces_only_a_marked_folder(tmp_path):
+    names, marker = ["index.html", "app.js"], b"<!-- ours -->"
+    outputs.check_ours(tmp_path / "missing", names, marker)      # nothing there: fine
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "notes.txt").write_text("other files do not matter")
+    outputs.check_ours(page, names, marker)
+    (page / "app.js").write_text("the user's own script")
+    with pytest.raises(OutputError, match="already holds app.js, and this tool did not write it"):
+        outputs.check_ours(page, names, marker)
+    (page / "index.html").write_text("<html>the user's own page</html>")
+    with pytest.raises(OutputError, match="already holds index.html"):
+        outputs.check_ours(page, names, marker)
+    (page / "index.html").write_text("<html><!-- ours --></html>")
+    outputs.check_ours(page, names, marker)                      # a page this tool wrote
+    (page / "index.html").unlink()
+    (page / "index.html").symlink_to(tmp_path / "elsewhere.html")
+    (tmp_path / "elsewhere.html").write_text("<!-- ours -->")
+    with pytest.raises(OutputError):                            # a link is never ours
+        outputs.check_ours(page, names, marker)
+
+
+def test_check_output_refuses_anything_inside_an_input_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "latest.pt").write_bytes(b"x")
+    (tmp_path / "loose.pt").write_bytes(b"x")
+    for out, given in [(run / "hparams.json", run), (run / "new.png", run), (run / "sub" / "x.svg", run),
+                       (run / "x.svg", run / "latest.pt"), (tmp_path / "link" / "x.svg", run)]:
+        if out.parent.name == "link" and not out.parent.exists():
+            out.parent.symlink_to(run)
+        with pytest.raises(OutputError, match="is inside the run folder"):
+            outputs.check_output(out, runs=[given])
+    outputs.check_output(tmp_path / "beside.svg", runs=[run])
+    outputs.check_output(tmp_path / "next.svg", runs=[tmp_path / "loose.pt"])  # a .pt outside any run folder
+    with pytest.raises(OutputError, match="is inside the run folder"):
+        outputs.check_output(run, folder=True, runs=[run])

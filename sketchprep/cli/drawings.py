@@ -33,12 +33,14 @@ def sampling_options(encodes: bool = True):
     return decorate
 
 
-def check_drawings_output(output: str, inputs=()) -> None:
+def check_drawings_output(output: str, inputs=(), run=None) -> None:
+    """-o of a command that draws with the model of `run`: refused before the model loads when it is one of
+    the `inputs`, inside the run folder, a folder, or unwritable."""
     from ..outputs import check_output
 
     if os.path.splitext(output)[1].lower() not in (".svg", ".png", ".npz"):
         raise click.UsageError(f"-o {output}: the output must end in .svg, .png or .npz")
-    check_output(output, inputs, option="-o")  # an input, a folder, unwritable: refused before the model loads
+    check_output(output, inputs, runs=[run] if run is not None else [], option="-o")
 
 
 def write_drawings(run, drawings, output, columns, labels, meta) -> None:

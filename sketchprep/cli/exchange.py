@@ -46,7 +46,11 @@ def import_(source, out_dir, scale_factor, data, overwrite):
         raise click.UsageError("give --scale-factor or --data, not both")
     if scale_factor is not None and not (scale_factor > 0 and scale_factor < float("inf")):
         raise click.UsageError("--scale-factor must be a number > 0")
-    r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
+    from ..outputs import check_outside_runs, folder_lock
+
+    check_outside_runs(out_dir, [source], option="--out")
+    with folder_lock(out_dir, "run folder"):  # not while `train` or another import writes there
+        r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
     for note in r.notes:
         click.echo(f"warning: {note}", err=True)
     h = r.hps
@@ -93,7 +97,7 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
       python -m http.server -d sheep_page 8000   # then open http://127.0.0.1:8000
     """
     need_torch()
-    from sketchrnn.magenta_js import export_js_model, write_page
+    from sketchrnn.magenta_js import check_page_folder, export_js_model, write_page
     from sketchrnn.sample import load_run
 
     if (output is None) == (html_dir is None):
@@ -106,10 +110,11 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
         raise click.UsageError(f"-o {output}: the model file must end in .json (e.g. model.gen.json)")
     from ..outputs import check_output
 
-    if output is not None:  # an input, a folder or an unwritable place: refused before the model loads
-        check_output(output, [run_path], option="-o")
+    if output is not None:  # an input, inside the run, a folder or an unwritable place: refused before the model loads
+        check_output(output, [run_path], runs=[run_path], option="-o")
     else:
-        check_output(html_dir, [run_path], folder=True, option="--html")
+        check_output(html_dir, [run_path], folder=True, runs=[run_path], option="--html")
+        check_page_folder(html_dir)
     run = load_run(run_path, "cpu", checkpoint)
     if html_dir is not None:
         s = write_page(html_dir, run, name, scale, runtime_js)
@@ -160,7 +165,7 @@ def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_f
     if keep is not None and keep < 1:
         raise click.UsageError("--keep must be >= 1")
     inputs = [run_path] + ([prefix] if os.path.isfile(prefix) else [prefix.rsplit(":", 2)[0]])
-    check_drawings_output(output, inputs)
+    check_drawings_output(output, inputs, run=run_path)
     run = load_run(run_path, device, checkpoint)
     check_drawings_output(output, run.data_files[:1])  # the dataset a SPLIT:INDEX prefix is read from
     drawing, label = read_prefix(prefix, run.data_files[0] if run.data_files else None, keep)

@@ -123,13 +123,17 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
         if preset:
             hps = HParams.from_dict(read_preset(preset), source=f"--preset {preset}")
         hps = hps.with_overrides(list(sets))
-    if overwrite:
+    worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks and writes
+    if not worker:  # the run folder's lock, held from before --overwrite removes anything until the command ends
+        from ..outputs import folder_lock
+
+        click.get_current_context().with_resource(folder_lock(out_dir, "run folder"))
+    if overwrite and not worker:
         import contextlib
 
         for name in ("latest.pt", "best.pt"):
-            with contextlib.suppress(FileNotFoundError):  # under torchrun every process tries
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, name))
-    worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks
     quiet = quiet or worker
     log = None if quiet else functools.partial(click.echo, err=True)
     bar_total = max_steps if max_steps is not None else (hps.num_steps if hps else None)
@@ -190,7 +194,7 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
 
     if count < 1:
         raise click.UsageError("-n must be >= 1")
-    check_drawings_output(output)
+    check_drawings_output(output, run=run_path)
     run = load_run(run_path, device, checkpoint)
     labels = None
     if condition:
@@ -238,7 +242,7 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     need_torch()
     from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_drawing
 
-    check_drawings_output(output, (first, second))
+    check_drawings_output(output, (first, second), run=run_path)
     run = load_run(run_path, device, checkpoint)
     default = run.data_files[0] if run.data_files else None
     (a, label_a), (b, label_b) = read_drawing(first, default), read_drawing(second, default)
@@ -276,9 +280,13 @@ def plot(run_path, output, title):
       sketchprep plot runs/sheep -o curves.svg --title "aaron_sheep, cpu preset"
     """
     from ..curves import plot_curves
+    from ..outputs import check_output
 
+    default = os.path.join(run_path if os.path.isdir(run_path) else os.path.dirname(run_path), "curves.png")
     if output is None:
-        output = os.path.join(run_path if os.path.isdir(run_path) else os.path.dirname(run_path), "curves.png")
+        output = default
+    elif os.path.realpath(output) != os.path.realpath(default):  # the run's files are the run's; curves.png is ours
+        check_output(output, [run_path], runs=[run_path], option="-o")
     result = plot_curves(run_path, output, title)
     best = f"; best valid cost {result.best_cost:.4f} at step {result.best_step}" if result.best_step else ""
     click.echo(f"wrote {output}: {result.train_points} train and {result.valid_points} valid points{best}")

@@ -27,8 +27,8 @@ def _step_options() -> dict[str, set[str]]:
 @pipeline.command("run")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder.  [default: the recipe's `output` (relative to the recipe), else "
-                   "out/<recipe name>]")
+              help="Output folder.  [default: the recipe's `output` (a folder inside the recipe's own "
+                   "folder), else out/<recipe name>]")
 @click.option("--input", "inputs", multiple=True, help="Use these inputs instead of the recipe's (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="STEP.OPTION=VALUE",
               help="Override one option of one step, e.g. --set convert.epsilon=1.5 (repeatable).")
@@ -38,7 +38,8 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
     """Run a recipe's steps (convert, validate, stats, render, train, sample) in order into an output
     folder, skipping steps whose command, inputs and earlier outputs are unchanged since their last
     success; stop at the first failing step; write OUT/report.md. While a step runs, a line shows
-    its name, elapsed time and last log line (the train step's loss and s/step).
+    its name, elapsed time and last log line (the train step's loss and s/step). A run replaces only
+    what an earlier run of the pipeline made there, and its steps stop when it stops.
 
     \b
     Examples:
@@ -46,6 +47,7 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
       sketchprep pipeline run pipelines/svg-folder.toml --input drawings/
       sketchprep pipeline run pipelines/quickdraw.toml --set convert.epsilon=1.5
     """
+    from ..outputs import sigterm_raises
     from ..pipeline import REPORT_FILE, load_recipe, output_dir, run
 
     loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs), options=_step_options())
@@ -65,5 +67,6 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
         click.echo(("\r\033[K" if live else "") + f"{result.name:<9} {result.status:<8} {result.seconds:6.1f} s"
                    + (f"  {result.error}" if result.error else ""), err=True)
 
-    run(loaded, out, force=force, on_step=show, on_progress=ticking)
+    with sigterm_raises():  # SIGTERM is passed on to the running step, which stops cleanly, then exit 143
+        run(loaded, out, force=force, on_step=show, on_progress=ticking)
     click.echo(f"report: {os.path.join(out, REPORT_FILE)}")

@@ -49,18 +49,11 @@ def _worker_init(parent: int) -> None:
     """In each worker: die with the parent, leave Ctrl-C to the parent (it stops the pool)."""
     import signal
 
+    from ..outputs import die_with_parent
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (outputs.sigterm_raises): just end
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1  # the kernel sends SIGKILL when the parent dies, even by kill -9
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(signal.SIGKILL, parent)  # the kernel kills the worker when the parent dies, even by kill -9
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
