@@ -7,7 +7,6 @@ with the parent, even when it is killed with SIGKILL, and Ctrl-C in the parent (
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
