@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .dataset import atomic_output
 from .errors import InputError, OptionError, SketchprepError
+from .files import METRICS_BYTES, open_regular
 
 METRICS = "metrics.jsonl"
 FORMATS = ("png", "svg", "pdf")
@@ -32,7 +33,7 @@ def read_metrics(run: str | os.PathLike) -> list[dict]:
     path = os.path.join(run, METRICS) if os.path.isdir(run) else str(run)
     rows = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with io.TextIOWrapper(open_regular(path, "a metrics.jsonl", METRICS_BYTES), encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue

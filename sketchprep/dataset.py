@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DatasetFormatError, OptionError, UnsafeFileError
+from .files import NotRegularFileError, open_regular
 from .formats.npz import SPLITS, save_dataset, sketch_array, write_npz  # noqa: F401 (the writer, importable here)
 from .outputs import atomic_output  # noqa: F401 (importable here)
 
@@ -51,6 +52,9 @@ MAX_MEMBER_MB = 4096
 MAX_RATIO_ENV = "SKETCHPREP_NPZ_MAX_RATIO"           # largest uncompressed/compressed ratio ...
 MAX_RATIO = 100                                      # ... for members over RATIO_FLOOR (sketch data: about 3)
 RATIO_FLOOR = 64 * 2**20
+MAX_ARRAYS_ENV = "SKETCHPREP_NPZ_MAX_ARRAYS_PER_MB"  # arrays an object array's pickle may build, per MiB ...
+MAX_ARRAYS_PER_MB = 65_536                           # ... of its member as stored (real sketches: 3,000-15,000)
+ARRAYS_FLOOR = 100_000                               # any member may build this many
 _HEADER_LIMIT = 10_000                               # numpy's own default bound on a .npy header
 
 
@@ -94,16 +98,19 @@ def _check_member_size(info: zipfile.ZipInfo, path: str) -> None:
                                  path=path, element=info.filename)
 
 
-def check_zip_bounds(path: str) -> None:
-    """Refuse a zip file (`.npz`, a torch checkpoint) any of whose members is over the member bounds, from
-    its directory alone; a file that is not a zip passes (its reader reports it)."""
-    if not zipfile.is_zipfile(path):
-        return
+def check_zip_bounds(f, path: str) -> None:
+    """Refuse a zip file (`.npz`, a torch checkpoint; `f` opened by `files.open_regular`) any of whose members
+    is over the member bounds, from its directory alone; a file that is not a zip passes (its reader
+    reports it). `f` is left at its start."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        if not zipfile.is_zipfile(f):
+            return
+        with zipfile.ZipFile(f) as zf:  # a file object passed in stays open
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return
+    finally:
+        f.seek(0)
     for info in infos:
         _check_member_size(info, path)
 
@@ -203,6 +210,10 @@ class _Refused(pickle.UnpicklingError):
     """A pickle that asks for something other than numpy arrays (never a damaged one)."""
 
 
+class _TooManyArrays(pickle.UnpicklingError):
+    """A pickle that builds more arrays than its member's budget (`_array_budget`)."""
+
+
 def _scalar(dtype, *args):
     """numpy's `scalar`: a scalar from its dtype and bytes (checked: a dtype cannot ask for more bytes than given)."""
     dtype = _check_dtype(dtype, "a scalar")
@@ -225,10 +236,20 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
         dispatch[_op[0]] = _refuse_buffers  # BYTEARRAY8 allocates the length it names before reading
     del _op
 
+    def __init__(self, file, *, max_arrays: int, **kwargs):
+        super().__init__(file, **kwargs)
+        self.arrays_left = max_arrays
+
+    def _reconstruct(self, subtype, shape, dtype_code):
+        self.arrays_left -= 1  # counted here, once per array, whatever nests it (object arrays inside others)
+        if self.arrays_left < 0:
+            raise _TooManyArrays()
+        return _reconstruct(subtype, shape, dtype_code)
+
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise _Refused(f"refusing to load {module}.{name}: only numpy arrays may be unpickled")
-        return {"_reconstruct": _reconstruct, "encode": _encode, "scalar": _scalar, "ndarray": _NDARRAY,
+        return {"_reconstruct": self._reconstruct, "encode": _encode, "scalar": _scalar, "ndarray": _NDARRAY,
                 "dtype": np.dtype}[name]
 
     def persistent_load(self, pid):
@@ -242,6 +263,24 @@ def _read_header(f, name: str, path: str):
     if version == (2, 0):
         return np.lib.format.read_array_header_2_0(f, max_header_size=_HEADER_LIMIT)
     raise DatasetFormatError(f"unsupported .npy version {version}", path=path, element=name)
+
+
+def _array_budget(info: zipfile.ZipInfo, path: str) -> int:
+    """How many arrays an object member's pickle may build. Each costs about 1 KB and 25 us while it is read
+    (the safe unpickler is pure Python), whatever its size: a million one-point sketches compress to a few
+    MB, so the count is bounded by the member's stored size, with a floor that any real file is far under."""
+    per_mb = _env_bound(MAX_ARRAYS_ENV, MAX_ARRAYS_PER_MB)
+    return max(ARRAYS_FLOOR, int(per_mb * info.compress_size / 2**20))
+
+
+def _too_many_arrays(count: int, info: zipfile.ZipInfo, path: str, declared: bool) -> DatasetFormatError:
+    per_mb = count * 2**20 / max(info.compress_size, 1)
+    how = "declares" if declared else "builds more than"
+    return DatasetFormatError(
+        f"the pickle {how} {count:,} arrays in {info.compress_size:,} bytes ({per_mb:,.0f} per MiB; at most "
+        f"{_env_bound(MAX_ARRAYS_ENV, MAX_ARRAYS_PER_MB):,g} per MiB, or {ARRAYS_FLOOR:,} in any member): a flood "
+        f"of tiny sketches costs far more memory and time than its size suggests. If the file is trusted, raise "
+        f"the bound: {MAX_ARRAYS_ENV}={int(per_mb) + 1}", path=path, element=info.filename)
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> np.ndarray:
@@ -275,8 +314,13 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> np.nd
         if count > data_bytes:  # every pickled element costs at least one byte
             raise DatasetFormatError(f"the header declares {count:,} objects but the member holds only "
                                      f"{data_bytes:,} bytes", path=path, element=name)
-        try:
-            arr = _unwrap(_NumpyOnlyUnpickler(f, encoding="latin1").load())
+        budget = _array_budget(info, path)
+        if count > budget:
+            raise _too_many_arrays(count, info, path, declared=True)
+        try:  # the budget's arrays, and the object array holding them
+            arr = _unwrap(_NumpyOnlyUnpickler(f, encoding="latin1", max_arrays=budget + 1).load())
+        except _TooManyArrays:
+            raise _too_many_arrays(budget, info, path, declared=False) from None
         except _Refused as e:
             raise UnsafeFileError(f"{e}; the file was not loaded", path=path, element=name) from None
         except RecursionError:
@@ -304,16 +348,36 @@ def _key(name: str) -> str:
     return name.removesuffix(".npy")
 
 
+class _ZipOfFile(zipfile.ZipFile):
+    """A ZipFile that closes the file it was given (opened by `files.open_regular`) when it closes."""
+
+    def __init__(self, f):
+        self._owned = f
+        super().__init__(f)
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self._owned.close()
+
+
 def _open_zip(path: str) -> zipfile.ZipFile:
+    f = None
     try:
-        return zipfile.ZipFile(path)
+        f = open_regular(path, "an .npz file")
+        return _ZipOfFile(f)
     except IsADirectoryError:
         raise DatasetFormatError("is a folder, not an .npz file", path=path) from None
     except FileNotFoundError:
         raise DatasetFormatError("no such file", path=path) from None
     except PermissionError:
         raise DatasetFormatError("permission denied. Check the file's permissions", path=path) from None
+    except NotRegularFileError as e:
+        raise DatasetFormatError(f"{e.strerror}. Give an .npz file", path=path) from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        if f is not None:
+            f.close()
         raise DatasetFormatError(f"not a readable .npz (zip) file: {e}", path=path) from None
 
 

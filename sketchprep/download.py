@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from . import files
 from .errors import OptionError, SketchprepError
 from .outputs import atomic_output, open_regular
 
@@ -207,9 +208,9 @@ def _meta_path(target: Path) -> Path:
 def _cached(word: str, url: str, target: Path) -> Fetched | None:
     """A complete earlier download of the same URL (its record says so and the size agrees), else None."""
     try:
-        meta = json.loads(_meta_path(target).read_text())
+        meta = json.loads(files.read_bytes(_meta_path(target), "a download record", files.SMALL_FILE_BYTES))
         st = target.lstat()
-    except (OSError, ValueError):
+    except (OSError, ValueError, SketchprepError):
         return None
     if not stat.S_ISREG(st.st_mode) or not isinstance(meta, dict):  # a link planted in the cache is not a file
         return None
@@ -273,8 +274,8 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
     """Continue `part` from its current size (or start it) and return what the server said about the file."""
     have = part.stat().st_size if part.exists() else 0
     try:
-        known = json.loads(part_meta.read_text()) if have else {}
-    except (OSError, ValueError):
+        known = json.loads(files.read_bytes(part_meta, "a download record", files.SMALL_FILE_BYTES)) if have else {}
+    except (OSError, ValueError, SketchprepError):
         known = {}
     if have and known.get("url") != url:
         have, known = 0, {}  # a .part of something else: start over
@@ -367,7 +368,7 @@ _MAGIC = {"raw": (b"{",), "simplified": (b"{",), "npz": (b"PK\x03\x04", b"PK\x05
 
 
 def _check_content(part: Path, part_meta: Path, fmt: str, url: str) -> None:
-    with open(part, "rb") as f:
+    with files.open_regular(part, "a download") as f:
         head = f.read(64)
     expected = _MAGIC.get(fmt)
     if expected is None or head.lstrip().startswith(expected):
@@ -447,7 +448,7 @@ def _md5_header(values: list[str]) -> str | None:
 
 def _md5(path: Path) -> bytes:
     h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
+    with files.open_regular(path, "a download") as f:  # never a device a link points to: it could be endless
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return h.digest()

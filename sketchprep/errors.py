@@ -1,6 +1,18 @@
 """sketchprep's own exceptions. The CLI maps each to a one-line `Error: ...` and an exit code."""
 from __future__ import annotations
 
+import re
+
+# Characters that must not reach a terminal or a log from a name: line breaks (a file name holding
+# "\nError: ..." would print a second, forged error line), escape sequences, other C0/C1 controls, and
+# the surrogates that stand for bytes of a name that is not UTF-8 (they cannot be printed as UTF-8).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def shown(text) -> str:
+    """`text` made safe to print on one line: control characters as Python escapes (`\\n`, `\\x1b`)."""
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
+
 
 class SketchprepError(Exception):
     """Base class. `where` names the file (and line or element) the problem was found in."""
@@ -16,9 +28,9 @@ class SketchprepError(Exception):
     def where(self) -> str:
         parts = []
         if self.path is not None:
-            parts.append(str(self.path) + (f":{self.line}" if self.line is not None else ""))
+            parts.append(shown(self.path) + (f":{self.line}" if self.line is not None else ""))
         if self.element:
-            parts.append(self.element)
+            parts.append(shown(self.element))
         return " ".join(parts)
 
     def __str__(self) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import secrets
 import shutil
@@ -36,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import OutputError, Terminated
+from .files import glob_paths
 
 TMP_SUFFIX = ".sketchprep-tmp"
 _NAME_IN_TMP = 60  # characters of the output's name kept in its temporary name (bounded: NAME_MAX)
@@ -61,7 +61,7 @@ def _inputs_holding(path: Path, inputs: Iterable[str], read_suffixes: tuple[str,
     for item in inputs:
         if item == "-":
             continue
-        hits = glob.glob(item, recursive=True) if any(c in item for c in "*?[") and not os.path.exists(item) else [item]
+        hits = glob_paths(item) if any(c in item for c in "*?[") and not os.path.exists(item) else [item]
         for hit in hits:
             if os.path.isdir(hit):
                 folder = os.path.realpath(hit)

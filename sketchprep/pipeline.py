@@ -48,6 +48,7 @@ from pathlib import Path
 from . import __version__
 from .dataset import atomic_output
 from .errors import OptionError, SketchprepError, Terminated
+from .files import SMALL_FILE_BYTES, read_bytes, read_text
 
 try:
     import tomllib
@@ -72,7 +73,8 @@ class Recipe:
     tables: dict[str, dict]
 
 
-MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few lines; anything near this is not one
+MAX_RECIPE_BYTES = SMALL_FILE_BYTES  # a recipe is a few lines; anything near this is not one
+STEP_OUTPUT_BYTES = 16 * 2**20      # what a step printed (the summary of convert, stats or validate)
 
 # Keys a step table may have that are not options of the command (the pipeline handles them), and
 # options the pipeline sets itself (a recipe cannot set them).
@@ -120,10 +122,7 @@ def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str]
     option names of its command) every key and value is checked too (`check_recipe`)."""
     path = Path(path)
     try:
-        if os.path.getsize(path) > MAX_RECIPE_BYTES:
-            raise PipelineError(f"{os.path.getsize(path):,} bytes is too large for a recipe (at most "
-                                f"{MAX_RECIPE_BYTES:,}). Give a recipe file", path=str(path))
-        text = path.read_bytes().decode("utf-8")
+        text = read_bytes(path, "a recipe", MAX_RECIPE_BYTES).decode("utf-8")
         data = tomllib.loads(text)
     except OSError as e:
         raise PipelineError(f"cannot read recipe: {e.strerror}", path=str(path)) from None
@@ -280,10 +279,18 @@ def _read_state(path: Path) -> dict:
     """The fingerprints of the last successful steps; a damaged or foreign state file only means every step
     runs again."""
     try:
-        state = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        state = json.loads(read_bytes(path, "pipeline state", SMALL_FILE_BYTES))
+    except (OSError, ValueError, RecursionError, SketchprepError):
         return {}
     return state if isinstance(state, dict) else {}
+
+
+def _read_output(path: Path | None) -> str:
+    """What a skipped step printed when it ran (kept in the run folder; "" if gone or not a file any more)."""
+    try:
+        return read_text(path, "a step's output", STEP_OUTPUT_BYTES) if path else ""
+    except (OSError, ValueError, SketchprepError):
+        return ""
 
 
 def _fingerprint(step: Step, out: Path) -> str:
@@ -336,7 +343,7 @@ def run(recipe: Recipe, out: str | os.PathLike, force: bool = False, on_step=Non
             fp = _fingerprint(step, out)
             if not force and state.get(step.name) == fp and all(p.exists() for p in step.outputs):
                 result = StepResult(step.name, "skipped", commands=step.commands,
-                                    output=step.stdout.read_text() if step.stdout and step.stdout.exists() else "")
+                                    output=_read_output(step.stdout))
                 result.pictures = _pictures(step)
             else:
                 state.pop(step.name, None)

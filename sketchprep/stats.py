@@ -85,7 +85,7 @@ class SplitStats:
 def split_stats(sketches, class_names: list[str] | None = None) -> SplitStats:
     """Figures of a list of (n, 3) stroke-3 sketches; `class_names` (one per sketch) adds class counts."""
     rows, offsets = pack_sketches(sketches)
-    dtypes = sorted({str(np.asarray(s).dtype) for s in sketches})
+    dtypes = sorted(str(d) for d in {np.asarray(s).dtype for s in sketches})  # str() once per dtype, not per sketch
     lengths = np.diff(offsets)
     n = len(lengths)
     pen_up = rows[:, 2] > 0.5

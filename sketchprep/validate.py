@@ -14,7 +14,7 @@ import numpy as np
 
 from .dataset import (CONTRACT_KEYS, SPLITS, LayoutProblem, bad_sketches, extra_key_problem, numeric_sketch,
                       read_meta, read_npz, sketch_items)
-from .errors import DatasetFormatError, OptionError, UnsafeFileError
+from .errors import DatasetFormatError, OptionError, UnsafeFileError, shown
 from .stats import CLAMP, pack_sketches
 
 ERROR, WARNING = "error", "warning"
@@ -49,7 +49,7 @@ class Finding:
         where = self.split or "file"
         if self.index is not None:
             where += f"[{self.index}]"
-        return f"{self.level:<7}  {where:<12}  {self.code:<16}  {self.what}. Fix: {self.fix}"
+        return shown(f"{self.level:<7}  {where:<12}  {self.code:<16}  {self.what}. Fix: {self.fix}")
 
 
 @dataclass
@@ -77,7 +77,7 @@ class ValidationReport:
     def verdict(self) -> str:
         sizes = ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "no splits read"
         state = "OK" if self.ok else "FAILED"
-        return (f"{self.path}: {state}: {len(self.errors)} error(s), {len(self.warnings)} warning(s) "
+        return (f"{shown(self.path)}: {state}: {len(self.errors)} error(s), {len(self.warnings)} warning(s) "
                 f"({sizes}; --max-len {self.max_len}, --batch-size {self.batch_size})")
 
     def to_dict(self) -> dict:

@@ -25,6 +25,7 @@ import torch
 
 from sketchprep.dataset import atomic_output, check_zip_bounds
 from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
+from sketchprep.files import NotRegularFileError, open_regular
 
 from .devices import resolve_device
 from .model import HParams, SketchRNN
@@ -47,14 +48,17 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """A checkpoint dict, read without executing code (`weights_only=True`)."""
     path = str(path)
     try:
-        check_zip_bounds(path)  # a deflated member could inflate to any size inside torch's reader
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with open_regular(path, "a checkpoint") as f:
+            check_zip_bounds(f, path)  # a deflated member could inflate to any size inside torch's reader
+            ckpt = torch.load(f, map_location=map_location, weights_only=True)
     except DatasetFormatError as e:
         raise TrainingError(f"not a sketchrnn checkpoint: {e.message}", path=path) from None
     except FileNotFoundError:
         raise TrainingError("no such checkpoint", path=path) from None
     except IsADirectoryError:
         raise TrainingError("is a folder, not a checkpoint file", path=path) from None
+    except NotRegularFileError as e:
+        raise TrainingError(f"{e.strerror}. Give a checkpoint file (best.pt or latest.pt)", path=path) from None
     except MemoryError:
         raise TrainingError("the checkpoint needs more memory than there is to load", path=path) from None
     except Exception:  # noqa: BLE001  (damaged or foreign: torch's own text may advise unsafe loading, never shown)
@@ -157,7 +161,7 @@ def data_fingerprint(paths: list[str]) -> list[dict]:
     out = []
     for p in paths:
         h = hashlib.sha256()
-        with open(p, "rb") as f:
+        with open_regular(p, "a dataset") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         out.append({"file": os.path.basename(p), "size": os.path.getsize(p), "sha256": h.hexdigest()})

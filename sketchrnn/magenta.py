@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sketchprep.errors import OptionError, SketchprepError
+from sketchprep.files import SMALL_FILE_BYTES, read_bytes
 
 from .tf_checkpoint import TFCheckpoint
 
@@ -272,9 +273,9 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[str, str | None]:
     if os.path.isdir(p):
         folder, prefix = p, None
         marker = os.path.join(folder, "checkpoint")
-        if os.path.isfile(marker):
-            with open(marker, encoding="utf-8", errors="replace") as f:
-                m = _CKPT_LINE.search(f.read())
+        if os.path.lexists(marker):
+            m = _CKPT_LINE.search(read_bytes(marker, "a TensorFlow `checkpoint` list",
+                                             SMALL_FILE_BYTES).decode("utf-8", errors="replace"))
             if m:
                 named = m.group(1)
                 for cand in (named if os.path.isabs(named) else os.path.join(folder, named),
@@ -297,12 +298,12 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[str, str | None]:
         prefix = _DATA_SUFFIX.sub("", p)
         for suffix in (".index", ".meta"):
             prefix = prefix.removesuffix(suffix)
-        if not os.path.isfile(prefix + ".index"):
+        if not os.path.lexists(prefix + ".index"):  # a FIFO or device is refused by TFCheckpoint, by name
             raise MagentaImportError(f"not a Magenta model folder, TensorFlow checkpoint or .json model (no "
                                      f"{os.path.basename(prefix)}.index beside it)", path=p)
         folder = os.path.dirname(prefix) or "."
     config = os.path.join(folder, "model_config.json")
-    return prefix, config if os.path.isfile(config) else None
+    return prefix, config if os.path.lexists(config) else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -355,8 +356,7 @@ def read_magenta(path: str | os.PathLike, gate_order: tuple[str, ...] = TF_GATES
     config = None
     if config_path is not None:
         try:
-            with open(config_path, encoding="utf-8") as f:
-                config = json.load(f)
+            config = json.loads(read_bytes(config_path, "a model_config.json", SMALL_FILE_BYTES))
         except ValueError as e:
             raise MagentaImportError(f"not JSON ({e})", path=config_path) from None
     arch = architecture(shapes, source=ckpt.index_path)
@@ -472,7 +472,7 @@ def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_fact
     p = str(path)
     if not os.path.exists(p) and not os.path.exists(p + ".index"):
         raise MagentaImportError("no such file or folder", path=p)
-    if p.lower().endswith(".json") and os.path.isfile(p):
+    if p.lower().endswith(".json") and not os.path.isdir(p):  # not a file: read_js refuses it by name
         kind = "magenta-js"
         if read_js is None:
             try:
@@ -494,7 +494,7 @@ def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_fact
         from .data import load_data
 
         for d in data:
-            if not os.path.isfile(d):
+            if not os.path.exists(d):  # a FIFO or device: the dataset loader refuses it by name
                 raise MagentaImportError("no such data file (--data)", path=d)
         loaded = load_data([str(d) for d in data], hps.max_seq_len)
         scale, how = float(loaded.scale_factor), "data"

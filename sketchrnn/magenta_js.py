@@ -36,6 +36,7 @@ import torch
 
 from sketchprep.dataset import atomic_output
 from sketchprep.errors import SketchprepError
+from sketchprep.files import changed_while_read, open_regular
 
 from .model import HParams
 
@@ -45,6 +46,7 @@ Q_MAX = 32767
 INFO_MODE, INFO_VERSION = 2, 6  # what the magenta-demos notebook writes
 BROWSER_FLAGS = "--preset browser (or --set conditional=false --set dec_model=lstm --set num_mixture=20)"
 MAX_FILE_BYTES = 512 * 1024 * 1024  # far above any decoder a browser runs (H = 2048 is ~90 MB)
+MAX_JSON_VALUES = 10_000            # commas in a model file: [info, shapes, weights] needs about 40
 
 # gate blocks: PyTorch order (i, f, g, o) -> TensorFlow order (i, j=g, f, o), and back
 TORCH_TO_TF = (0, 2, 1, 3)
@@ -188,11 +190,14 @@ def parse_js_model(obj, path: str = "model") -> tuple[HParams, dict, float, dict
     for i, (s, shape) in enumerate(zip(strings, shapes)):
         if not isinstance(s, str):
             raise _fail(path, f"weight {i} is not a base64 string")
+        count = math.prod(shape)
+        if len(s) > 4 * -(-2 * count // 3):  # a string longer than its shape needs is never decoded
+            raise _fail(path, f"weight {i} holds about {len(s) * 3 // 8:,} int16 values, its shape {shape} needs "
+                              f"{count:,}")
         try:
             raw = base64.b64decode(s, validate=True)
         except ValueError as e:
             raise _fail(path, f"weight {i} is not valid base64 ({e})") from None
-        count = int(np.prod(shape))
         if len(raw) != 2 * count:
             raise _fail(path, f"weight {i} holds {len(raw) // 2} int16 values, its shape {shape} needs {count}")
         arrays.append(dequantize(np.frombuffer(raw, dtype="<i2")).reshape(shape))
@@ -210,6 +215,24 @@ def parse_js_model(obj, path: str = "model") -> tuple[HParams, dict, float, dict
         float(sf), dict(info)
 
 
+def _read_model_bytes(path: str) -> bytearray:
+    """The file's bytes, read a piece at a time. A model is a few dozen JSON values around five long strings;
+    parsed, every value costs a Python object (480 MB of "0," would need gigabytes), so the values are counted
+    (by their commas) as the file is read, and a file with too many is refused before it is held."""
+    with open_regular(path, "a sketch-rnn-js model", MAX_FILE_BYTES) as f:
+        size = os.fstat(f.fileno()).st_size
+        data, values = bytearray(), 1
+        while piece := f.read(min(1 << 24, size + 1 - len(data))):
+            values += piece.count(b",")
+            if values > MAX_JSON_VALUES:
+                raise _fail(path, f"the JSON holds more than {values:,} values; a sketch-rnn-js model holds a "
+                                  "few dozen around five base64 strings")
+            data += piece
+    if len(data) != size:
+        raise changed_while_read(path, size, len(data))
+    return data
+
+
 def read_js_model(path: str | os.PathLike) -> tuple[HParams, dict, float, dict]:
     """A `.gen.json` file -> (HParams, state_dict, scale_factor, info).
 
@@ -221,8 +244,7 @@ def read_js_model(path: str | os.PathLike) -> tuple[HParams, dict, float, dict]:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
             raise _fail(path, f"the file is {size / 2**20:.0f} MiB, more than any sketch-rnn-js model")
-        with open(path, "rb") as f:
-            obj = orjson.loads(f.read())
+        obj = orjson.loads(_read_model_bytes(path))
     except orjson.JSONDecodeError as e:
         raise _fail(path, f"not JSON ({e})") from None
     return parse_js_model(obj, path)

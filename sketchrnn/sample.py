@@ -318,7 +318,7 @@ def read_prefix(spec: str, default_file: str | None, keep: int | None = None) ->
     if keep is not None and keep < 1:
         raise OptionError("--keep must be >= 1")
     if spec.lower().endswith(PREFIX_FILE_TYPES):
-        if not os.path.isfile(spec):
+        if not os.path.exists(spec):  # a FIFO or a device is refused by the reader, by name
             raise OptionError(f"--prefix {spec}: no such file")
         options = {}
         if default_file and os.path.isfile(default_file):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sketchprep.errors import SketchprepError
+from sketchprep.files import TF_INDEX_BYTES, open_regular, read_bytes
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -174,8 +175,7 @@ class TFCheckpoint:
         self.prefix = str(prefix)
         self.index_path = self.prefix + ".index"
         try:
-            with open(self.index_path, "rb") as f:
-                self._index = f.read()
+            self._index = read_bytes(self.index_path, "a TensorFlow checkpoint index", TF_INDEX_BYTES)
         except FileNotFoundError:
             raise CheckpointFormatError("no such checkpoint index file", path=self.index_path) from None
         except OSError as e:
@@ -253,7 +253,7 @@ class TFCheckpoint:
             raise CheckpointFormatError(f"{name}: shard {e.shard} of {self.num_shards}", path=self.index_path)
         path = self.data_path(e.shard)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path, "a TensorFlow checkpoint data file") as f:
                 if e.offset + e.size > os.fstat(f.fileno()).st_size:   # checked before allocating the tensor
                     raise CheckpointFormatError(f"{name}: file ends inside the tensor (truncated download?)",
                                                 path=path)

@@ -39,6 +39,7 @@ import torch
 
 from sketchprep.dataset import atomic_output
 from sketchprep.errors import OptionError
+from sketchprep.files import METRICS_BYTES, read_text
 
 from .checkpoint import (BEST, LATEST, SAMPLES_DIR, Run, TrainingError, check_data_unchanged, data_fingerprint,
                          load_checkpoint, make_checkpoint, prepare_run_folder, save_checkpoint)
@@ -134,7 +135,7 @@ class MetricsLog:
             return
         if resume_step is not None and self.path.exists():
             # drop rows a killed run wrote after its last checkpoint: they will be written again
-            kept = [ln for ln in self.path.read_text().splitlines()
+            kept = [ln for ln in read_text(self.path, "a metrics.jsonl", METRICS_BYTES).splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
             with atomic_output(self.path) as f:
                 f.write("".join(ln + "\n" for ln in kept).encode())
@@ -334,7 +335,7 @@ def resolve_inputs(data_paths: list[str], out: Path, hps: HParams | None, resume
                           f"--overwrite, or choose another --out")
     hps = hps.replace(data_set=[os.path.basename(p) for p in data_paths])
     for p in data_paths:
-        if not os.path.isfile(p):
+        if not os.path.exists(p):  # a FIFO or a device is refused by name when it is opened
             raise OptionError(f"no such data file: {p}")
     if ckpt is not None:
         check_data_unchanged(ckpt, data_paths, allow_data_change)

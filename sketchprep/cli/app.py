@@ -16,7 +16,8 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import OptionError, SketchprepError
+from ..errors import OptionError, SketchprepError, shown
+from ..files import NotRegularFileError
 
 
 class Interrupted(click.ClickException):
@@ -46,7 +47,8 @@ def _os_error_text(e: OSError) -> str:
         name = re.sub(r"(^|/)\.([^/]+?)(\.[0-9]+)?\.[^./]+\.(sketchprep-)?tmp$", r"\1\2", os.fsdecode(name))
         if len(name) > 160:  # a name too long for the file system should not fill the terminal
             name = f"{name[:80]}...{name[-40:]}"
-    fix = _OS_FIXES.get(e.errno)
+    fix = ("Give a regular file (not a pipe, a device or a link to one)" if isinstance(e, NotRegularFileError)
+           else _OS_FIXES.get(e.errno))
     text = f"{what}" + (f". {fix}" if fix else "")
     return f"{os.fsdecode(name)}: {text}" if name is not None else text
 
@@ -55,8 +57,17 @@ def translate_error(e: BaseException) -> click.ClickException | None:
     """The one-line click error for a failure the user can cause (None for a bug, which keeps its traceback).
 
     Library errors and failures of the environment (files, disk, memory, encodings, Ctrl-C) exit 1 with
-    `Error: <file>: <what>. <fix>`; option errors are usage errors (exit 2); Ctrl-C exits 130.
+    `Error: <file>: <what>. <fix>`; option errors are usage errors (exit 2); Ctrl-C exits 130. Control
+    characters in the message (a file name holding a line break, an escape sequence) are shown escaped,
+    so the error is always one line and cannot print a forged one.
     """
+    mapped = _translate(e)
+    if mapped is not None:
+        mapped.message = shown(mapped.message)
+    return mapped
+
+
+def _translate(e: BaseException) -> click.ClickException | None:
     if isinstance(e, click.ClickException):
         return e
     if isinstance(e, OptionError):
@@ -149,11 +160,11 @@ def need_torch() -> None:
 
 
 def expand_data(paths) -> list[str]:
-    import glob
+    from ..files import glob_paths
 
     out = []
     for p in paths:
-        hits = sorted(glob.glob(p)) if any(c in p for c in "*?[") and not os.path.exists(p) else [p]
+        hits = glob_paths(p) if any(c in p for c in "*?[") and not os.path.exists(p) else [p]
         if not hits:
             raise click.UsageError(f"no file matches {p!r}")
         out += hits

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ..errors import InputError
+from ..files import changed_while_read, identity
 from ..sources import Problem
 from ..sources import ndjson as ndjson_source
 from .chunk import ChunkResult, process_task
@@ -54,6 +55,7 @@ def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], N
     i modulo n; the n shards of a run together process every unit exactly once.
     """
     files = expand_inputs(inputs)
+    opened = {f: identity(f) for f in files if f != "-"}
     report = ConvertReport()
     report.sources = {f: {"read": 0, "kept": 0} for f in files}
     parts: list[Kept] = []
@@ -85,6 +87,10 @@ def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], N
                 progress(result.read)
     finally:
         results.close()
+    for f, before in opened.items():  # a file cut or rewritten by another program meanwhile gave part of its data
+        after = identity(f)
+        if after != before:
+            raise changed_while_read(f, before[0] if before else 0, after[0] if after else 0)
     kept = Kept.concat(parts)
     report.kept_before_split = kept.n
     return Collected(kept, report, files)

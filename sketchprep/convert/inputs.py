@@ -6,7 +6,6 @@ process only finds line boundaries.
 """
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import zlib
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import InputError
+from ..files import check_regular, glob_paths, is_regular_file, open_regular
 from ..sources import SourceBatch
 from ..sources import ndjson as ndjson_source
 from ..sources import quickdraw_bin as bin_source
@@ -33,7 +33,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             files.append(item)
             continue
         p = Path(item)
-        if p.is_dir():
+        if p.is_dir():  # links to folders inside it are not followed (rglob), so a link cycle ends
             found = sorted(str(f) for f in p.rglob("*") if f.is_file() and _is_drawing_file(str(f)))
             if not found:
                 raise InputError("directory holds no .ndjson, .ndjson.gz, .bin or .svg files", path=item)
@@ -42,8 +42,10 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             if not _is_drawing_file(item):
                 raise InputError("not a drawing file (expected .ndjson, .ndjson.gz, .bin or .svg)", path=item)
             files.append(item)
-        elif any(c in item for c in "*?["):
-            found = sorted(f for f in glob.glob(item, recursive=True) if _is_drawing_file(f))
+        elif os.path.exists(item):
+            check_regular(item)  # a FIFO or a device: refused by name (it could block or never end)
+        elif any(c in item for c in "*?["):  # regular files only, as a folder is walked
+            found = [f for f in glob_paths(item) if _is_drawing_file(f) and is_regular_file(f)]
             if not found:
                 raise InputError("pattern matches no drawing files", path=item)
             files += found
@@ -66,7 +68,7 @@ def make_tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = Fa
     for index, path in enumerate(files):
         if bin_source.is_bin(path):
             try:
-                with open(path, "rb") as stream:
+                with open_regular(path, "a .bin file") as stream:
                     done = 0
                     for first, data, nbytes, truncated in bin_source.iter_record_chunks(
                             stream, max_points=opts.limits.points_per_drawing):
@@ -80,7 +82,7 @@ def make_tasks(files: list[str], opts: ConvertOptions, absolute_lines: bool = Fa
             # a plain file: workers read their own chunk (the main process only finds the line boundaries);
             # line numbers follow from the line counts that come back with the results, in order
             try:
-                with open(path, "rb") as f:
+                with open_regular(path, "an ndjson file") as f:
                     why = ndjson_source.sniff(f.read(ndjson_source.SNIFF_BYTES))
                 if why:
                     yield ("problem", path, index, "unreadable_file", why)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import shown
 from ..strokes import FlatDrawings
 
 # How much of the pipeline a drawing still needs (SourceBatch.kinds)
@@ -26,10 +27,10 @@ class Problem:
 
     @property
     def where(self) -> str:
-        return f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{shown(self.path)}:{self.line}" if self.line is not None else shown(self.path)
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        return f"{self.where}: {shown(self.message)}"
 
 
 @dataclass

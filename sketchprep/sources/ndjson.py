@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json is 3x slo
     _loads = json.loads
     _JSONError = ValueError
 
+from ..files import changed_while_read, open_regular
 from ..strokes import FlatDrawings, _offsets, _ranges
 from . import KIND_RAW, KIND_SIMPLIFIED, Problem, SourceBatch
 
@@ -47,13 +48,27 @@ def class_name_from_path(path: str) -> str:
     return name or "stdin"
 
 
+class _GzipOfFile(gzip.GzipFile):
+    """A GzipFile that closes the file it decompresses (opened by `files.open_regular`) when it closes."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        super().__init__(fileobj=raw, mode="rb")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 def open_lines(path: str) -> BinaryIO:
-    """A binary stream of the file's lines (`-`: stdin; `.gz`: decompressed)."""
+    """A binary stream of the file's lines (`-`: stdin; `.gz`: decompressed); a file must be a regular one
+    (`files.open_regular`)."""
     if path == "-":
         return sys.stdin.buffer
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    raw = open_regular(path, "an ndjson file")
+    return _GzipOfFile(raw) if path.endswith(".gz") else raw
 
 
 CHUNK_BYTES = 1 << 20
@@ -190,8 +205,8 @@ def _check_ratio(total: int, compressed: BinaryIO | None, max_ratio: int | None)
 def byte_ranges(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
     """(start, end) byte ranges of a plain file's whole lines, about `chunk_bytes` each: the same chunks
     as `iter_line_chunks`, found by seeking, so that workers can read them themselves."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "an ndjson file") as f:
+        size = os.fstat(f.fileno()).st_size
         start = 0
         while start < size:
             end = min(size, start + chunk_bytes)
@@ -215,18 +230,21 @@ def _next_line_start(f: BinaryIO, chunk_bytes: int) -> int:
 
 
 def read_range(path: str, start: int, end: int, max_line: int = 16 * 2**20) -> bytes:
-    """The lines of `byte_ranges`' range [start, end), as `iter_line_chunks` gives them."""
-    with open(path, "rb") as f:
+    """The lines of `byte_ranges`' range [start, end), as `iter_line_chunks` gives them. A file that ends
+    before `end` shrank since its ranges were cut: `InputError` (`files.changed_while_read`)."""
+    with open_regular(path, "an ndjson file") as f:
         f.seek(start)
         if end - start <= max_line:  # no line in it can be too long: the usual case
             blob = f.read(end - start)
+            if len(blob) != end - start:
+                raise changed_while_read(path, end, start + len(blob))
             return blob.removeprefix(BOM) if start == 0 else blob
         cap = _LineCap(max_line)
         left, first_piece = end - start, start == 0
         while left > 0:
             piece = f.read(min(left, PIECE_BYTES))
             if not piece:
-                break
+                raise changed_while_read(path, end, end - left)
             left -= len(piece)
             if first_piece:
                 piece, first_piece = piece.removeprefix(BOM), False
@@ -251,11 +269,12 @@ class NotJsonLines(Exception):
 
 def sniff(head: bytes) -> str | None:
     """Why a file whose first bytes are `head` is not UTF-8 JSON lines at all (None: it may be)."""
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or _text_in_lanes(head, 4):
         return "file is UTF-32, not UTF-8 JSON lines; convert it to UTF-8 (e.g. iconv -f UTF-32 -t UTF-8)"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 4 and (head[1:4:2] == b"\x00\x00"
-                                                                          or head[0:4:2] == b"\x00\x00")):
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _text_in_lanes(head, 2):
         return "file is UTF-16, not UTF-8 JSON lines; convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
+    if head and not head.strip(b"\x00"):
+        return "file holds only NUL bytes (a damaged file, or one that was never written)"
     if b"\x00" in head:
         return "file is binary data, not UTF-8 JSON lines (NUL bytes in its first bytes)"
     text = head.removeprefix(BOM)
@@ -266,6 +285,17 @@ def sniff(head: bytes) -> str | None:
             return (f"file is not UTF-8 text (byte {e.start} is not UTF-8); JSON lines must be UTF-8: "
                     "convert it (e.g. iconv -f LATIN1 -t UTF-8)")
     return None
+
+
+def _text_in_lanes(head: bytes, width: int) -> bool:
+    """The first two characters look like ASCII text in UTF-16 (width 2) or UTF-32 (width 4) without a byte
+    order mark: each is one non-NUL byte and width - 1 NULs, on the same side (little or big endian). NUL
+    bytes alone are not text in any encoding."""
+    if len(head) < 2 * width:
+        return False
+    chars = (head[:width], head[width:2 * width])
+    zeros = b"\x00" * (width - 1)
+    return all(c[1:] == zeros and c[0] for c in chars) or all(c[:-1] == zeros and c[-1] for c in chars)
 
 
 def count_lines(blob: bytes) -> int:

@@ -40,6 +40,7 @@ import svgelements as se
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
+from ..files import open_regular
 from ..limits import Limits
 from ..strokes import FlatDrawings, _offsets
 from . import KIND_SAMPLED, Problem, SourceBatch, order_key
@@ -119,7 +120,7 @@ def read_files(files: list[tuple[int, str]], size: float = 255.0, include_fills:
     problems: list[Problem] = []
     for index, path in files:
         try:
-            with open(path, "rb") as f:
+            with open_regular(path, "an SVG file") as f:
                 nbytes = os.fstat(f.fileno()).st_size
                 if nbytes > limits.svg_cost:
                     problems.append(Problem("too_large", path, None, f"file is {nbytes:,} bytes, over the SVG bound "

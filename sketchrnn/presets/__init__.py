@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from sketchprep.errors import OptionError
+from sketchprep.files import SMALL_FILE_BYTES, read_text
 
 PRESET_DIR = Path(__file__).resolve().parent
 
@@ -29,8 +30,7 @@ def read_preset_file(path: str | os.PathLike, label: str | None = None) -> dict:
     """Every key of a preset file, notes included; errors name `label` (default: the path)."""
     label = label or str(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
+        values = json.loads(read_text(path, "a preset", SMALL_FILE_BYTES))
     except OSError as e:
         raise OptionError(f"--preset {label}: {e.strerror}") from None
     except ValueError as e:
