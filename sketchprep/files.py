@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from .errors import InputError, shown
 
-# Bounds on the files read whole (docs/limits.md, "Files that are not drawings"): far above any real one.
+# Bounds on the files read whole (docs/limits.md, "Files: regular files only"): far above any real one.
 SMALL_FILE_BYTES = 2**20        # a recipe, preset, pipeline state, download record, model_config.json, TF `checkpoint`
 METRICS_BYTES = 256 * 2**20     # a run's metrics.jsonl (a million logged rows are about 200 MB)
 TF_INDEX_BYTES = 64 * 2**20     # a TensorFlow checkpoint's .index (about 100 bytes per variable)
@@ -68,7 +68,16 @@ def open_regular(path: str | os.PathLike, what: str = "file", max_bytes: int | N
     Raises FileNotFoundError, PermissionError, IsADirectoryError (a folder, as `open` does),
     `NotRegularFileError` (a FIFO, device or socket) or `InputError` (over `max_bytes`, naming `what`)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:  # a socket, or a device without a driver, cannot even be opened: say what it is
+        if e.errno not in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+            raise
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise e from None
+        raise _not_regular(path, mode) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):

@@ -8,11 +8,9 @@ reader that waits on them hang: the time bound is what catches that.
 from __future__ import annotations
 
 import glob
-import io
-import json
 import os
 import shutil
-import sys
+import socket
 import zipfile
 
 import numpy as np
@@ -189,6 +187,10 @@ def test_library_readers_refuse_fifos_without_blocking(tmp_path):
         open_regular(tmp_path / "p")
     with pytest.raises(IsADirectoryError):
         open_regular(tmp_path)
+    with socket.socket(socket.AF_UNIX) as server:  # a socket cannot be opened at all: still named for what it is
+        server.bind(str(tmp_path / "sock"))
+        with pytest.raises(NotRegularFileError, match=r"not a regular file \(a socket\)"):
+            open_regular(tmp_path / "sock")
     with pytest.raises(DatasetFormatError, match="not a regular file"):
         load_dataset(tmp_path / "p")
     assert _read_state(tmp_path / "p") == {}  # a damaged pipeline state only means every step runs again
@@ -383,8 +385,10 @@ def test_bom_less_utf16_and_utf32_are_still_named(tmp_path):
 # A file another program cuts while `convert` reads it: the hook stands in for that program, deterministically
 # (it truncates the input to a quarter after the first unit of work).
 _TRUNCATING_HOOK = """
+import importlib
 import os
-import sketchprep.convert.collect as convert
+
+convert = importlib.import_module("sketchprep.convert.collect")  # the module (sketchprep.convert.collect is a function)
 
 _process, _done = convert.process_task, []
 
