@@ -19,7 +19,7 @@ What a server cannot make it do: answer with something that is not HTTP (a heade
 number of at most 19 digits; make it write a file larger than `MAX_FILE_BYTES` ($SKETCHPREP_DOWNLOAD_MAX_MB)
 or larger than the free space of the cache's disk (both checked before the first byte is written); send
 more bytes than it announced (the rest is never written). Nothing is written through a symbolic link
-or into a FIFO planted in the cache (`outputs.open_regular`).
+or into a FIFO planted in the cache (`outputs.open_for_writing`).
 
 Hand-written on urllib (no registry library): the job is a plain GET with Range and two headers.
 """
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from . import files
 from .errors import OptionError, SketchprepError
-from .outputs import atomic_output, open_regular
+from .outputs import atomic_output, open_for_writing
 
 BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
 BASE_URL_ENV = "SKETCHPREP_QUICKDRAW_URL"
@@ -330,7 +330,7 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
             # read1 returns what has arrived, so a stall loses nothing that came before it
             read = getattr(response, "read1", response.read)
             got = have
-            with open_regular(part, "ab" if resumed else "wb") as f:
+            with open_for_writing(part, "ab" if resumed else "wb") as f:
                 while True:
                     try:
                         chunk = read(CHUNK)

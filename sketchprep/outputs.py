@@ -6,7 +6,7 @@
   file where a folder should be, read-only, no permission).
 - `check_ours` refuses to write a set of files into a folder that holds any of them unless the folder's
   first file carries this tool's marker (`export --html DIR` never replaces a user's own `index.html`).
-- `open_regular` opens a file for writing without following a symbolic link at its name, and refuses
+- `open_for_writing` opens a file for writing without following a symbolic link at its name, and refuses
   one that is not a regular file (a FIFO, a device): a planted link in a cache cannot redirect a write.
 - `folder_lock` holds an exclusive lock on a folder (a run folder, a pipeline's output folder) for as
   long as a process writes into it; the kernel releases it when the process dies, however it dies.
@@ -191,7 +191,7 @@ def _holds_marker(path: str, marker: bytes) -> bool:
         os.close(fd)
 
 
-def open_regular(path: str | os.PathLike, mode: str = "wb"):
+def open_for_writing(path: str | os.PathLike, mode: str = "wb"):
     """`open(path, mode)` for writing ("wb" or "ab") that never follows a symbolic link at `path` and refuses
     a FIFO, device or folder there; raises `OutputError` naming the path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)

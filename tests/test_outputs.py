@@ -165,7 +165,7 @@ def test_folder_lock_on_a_file(tmp_path):
             pass
 
 
-def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
+def test_open_for_writing_never_follows_a_link_and_refuses_fifos(tmp_path):
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
     (tmp_path / "link").symlink_to(victim)
@@ -174,14 +174,14 @@ def test_open_regular_never_follows_a_link_and_refuses_fifos(tmp_path):
     for name, what in (("link", "a symbolic link"), ("dangling", "a symbolic link"), ("fifo", "a FIFO")):
         for mode in ("wb", "ab"):
             with pytest.raises(OutputError, match=f"is {what}, not a regular file"):
-                outputs.open_regular(tmp_path / name, mode)
+                outputs.open_for_writing(tmp_path / name, mode)
     assert victim.read_bytes() == b"keep" and not (tmp_path / "nowhere").exists()
-    with outputs.open_regular(tmp_path / "new", "wb") as f:
+    with outputs.open_for_writing(tmp_path / "new", "wb") as f:
         f.write(b"abc")
-    with outputs.open_regular(tmp_path / "new", "ab") as f:
+    with outputs.open_for_writing(tmp_path / "new", "ab") as f:
         f.write(b"d")
     assert (tmp_path / "new").read_bytes() == b"abcd"
-    with outputs.open_regular(tmp_path / "new", "wb") as f:
+    with outputs.open_for_writing(tmp_path / "new", "wb") as f:
         f.write(b"e")
     assert (tmp_path / "new").read_bytes() == b"e"
 
