@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sketchprep.convert import ConvertOptions, collect  # noqa: E402
+from sketchprep.limits import KEEP_ALL_LENGTHS  # noqa: E402
 from sketchprep.simplify import _resample_stroke, rdp_mask  # noqa: E402
 from sketchprep.sources import ndjson as ndjson_source  # noqa: E402
 from sketchprep.strokes import stroke3_to_polylines  # noqa: E402
@@ -145,7 +146,7 @@ def compare(ours: list[Drawing], google: list[Drawing]) -> Figures:
 
 def run_sketchprep(pairs: Pairs, distance: str) -> list[Drawing]:
     """`sketchprep convert`'s per-drawing steps on the raw folder (defaults but --distance), as polylines."""
-    opts = ConvertOptions(distance=distance, max_len=10**6)
+    opts = ConvertOptions(distance=distance, max_len=KEEP_ALL_LENGTHS)
     kept = collect([str(pairs.raw_dir)], opts).kept
     by_id = {str(k): i for i, k in enumerate(kept.ids)}
     return [stroke3_to_polylines(kept.sketch(by_id[k])) for k in pairs.ids]

@@ -44,6 +44,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import __version__
 from .dataset import atomic_output
@@ -88,10 +89,13 @@ def _type_name(value) -> str:
             dict: "a table"}.get(type(value), type(value).__name__)
 
 
-def check_recipe(recipe: "Recipe", options: dict[str, set[str]]) -> None:
+def check_recipe(recipe: "Recipe", options: dict[str, set[str]],
+                 check_value: Callable[[str, str, object], str | None] | None = None) -> None:
     """Every table and value of a recipe against what its steps accept, before any step runs.
 
     options: step -> the option names of the command of that name (`max_len` for `--max-len`, `n` for `-n`).
+    check_value(step, key, value): what is wrong with the value as that option (None when nothing): the
+    CLI passes the option's own type, so a recipe value is refused with the words of the command line.
     """
     where = str(recipe.path)
     for step, table in recipe.tables.items():
@@ -113,10 +117,15 @@ def check_recipe(recipe: "Recipe", options: dict[str, set[str]]) -> None:
                                              not all(isinstance(v, (str, int, float)) for v in value)):
                 raise PipelineError(f"{step}.{key} must be a string, number, true/false or a list of them "
                                     f"(one per repeated option), got {_type_name(value)}", path=where)
+            elif check_value is not None and key not in special:
+                problem = check_value(step, key, value)
+                if problem:
+                    raise PipelineError(problem, path=where)
 
 
 def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str] = (),
-                options: dict[str, set[str]] | None = None) -> Recipe:
+                options: dict[str, set[str]] | None = None,
+                check_value: Callable[[str, str, object], str | None] | None = None) -> Recipe:
     """Read a recipe; `sets` are 'table.key=value' overrides (value parsed as TOML, else a string) and
     `inputs` replaces `convert.inputs` (paths relative to the working directory). With `options` (step ->
     option names of its command) every key and value is checked too (`check_recipe`)."""
@@ -159,7 +168,7 @@ def load_recipe(path: str | os.PathLike, sets: list[str] = (), inputs: list[str]
         raise PipelineError("the recipe needs [convert] with inputs = [...] (or give --input)", path=str(path))
     recipe = Recipe(path, data.get("description", ""), data.get("output"), tables)
     if options is not None:
-        check_recipe(recipe, options)
+        check_recipe(recipe, options, check_value)
     return recipe
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .dataset import atomic_output
 from .errors import OptionError
+from .limits import GRID_PIXELS
 from .strokes import stroke3_to_polylines
 
 PAD = 0.08           # margin on each side of a drawing, as a fraction of the cell
@@ -163,6 +164,9 @@ def grid_png(grid: Grid, color_by_stroke: bool = False, line_width: float | None
     lw = _line_width(grid.cell) if line_width is None else line_width
     ss = SUPERSAMPLE
     width, height = max(1, math.ceil(grid.width)), max(1, math.ceil(grid.height))
+    if width * height > GRID_PIXELS:   # drawn at ss x ss that size: checked before Pillow allocates it
+        raise OptionError(f"a PNG grid of {width} x {height} pixels is over the bound of {GRID_PIXELS:,} pixels: "
+                          "draw fewer or smaller cells (-n, --columns, --cell), or write an .svg")
     img = Image.new("RGB", (width * ss, height * ss), PAPER)
     draw = ImageDraw.Draw(img)
     w = max(1, round(lw * ss))

@@ -15,11 +15,11 @@ import numpy as np
 
 from .dataset import SPLITS, atomic_output, load_dataset
 from .errors import OptionError
+from .limits import KEEP_ALL_LENGTHS as NO_LIMIT  # --max-len of a run that keeps every length
 
 PERCENTILES = (50, 90, 95, 99)
 LONG_THRESHOLDS = (200, 250, 300)  # the paper's <200, the reference's suggested 250, "hard beyond 300"
 CLAMP = 1000.0                     # the reference loader clamps every column to [-1000, 1000] (REFERENCE A.5)
-NO_LIMIT = 2**31 - 1               # --max-len for a run that keeps every length
 
 
 def pack_sketches(sketches) -> tuple[np.ndarray, np.ndarray]:

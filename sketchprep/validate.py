@@ -14,7 +14,8 @@ import numpy as np
 
 from .dataset import (CONTRACT_KEYS, SPLITS, LayoutProblem, bad_sketches, extra_key_problem, numeric_sketch,
                       read_meta, read_npz, sketch_items)
-from .errors import DatasetFormatError, OptionError, UnsafeFileError, shown
+from .errors import DatasetFormatError, UnsafeFileError, shown
+from .limits import BATCH, ROWS
 from .stats import CLAMP, pack_sketches
 
 ERROR, WARNING = "error", "warning"
@@ -112,10 +113,8 @@ def _split_of(element: str | None) -> str | None:
 
 
 def _check_options(max_len: int, batch_size: int) -> None:
-    if max_len < 1:
-        raise OptionError("--max-len must be >= 1")
-    if batch_size < 1:
-        raise OptionError("--batch-size must be >= 1")
+    ROWS.parse(max_len, "--max-len")       # the command line's bounds, for callers from Python too
+    BATCH.parse(batch_size, "--batch-size")
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], max_len: int = 250, batch_size: int = 100,

@@ -26,14 +26,16 @@ import torch
 from sketchprep.dataset import atomic_output, check_zip_bounds
 from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
 from sketchprep.files import NotRegularFileError, open_regular
+from sketchprep.limits import SCALE_FACTOR
 
 from .devices import resolve_device
-from .model import HParams, SketchRNN
+from .model import HParams, SketchRNN, check_model_size
 
 CHECKPOINT_FORMAT = "sketchrnn-checkpoint"
 CHECKPOINT_VERSION = 1
 LATEST, BEST = "latest.pt", "best.pt"
 SAMPLES_DIR = "samples"
+MAX_STEP = 10**12      # a checkpoint's step (and max_len): far beyond any run, within every integer type
 
 
 class TrainingError(SketchprepError):
@@ -71,58 +73,64 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
-# Largest sizes a checkpoint may ask for (a sketch-rnn uses 256-2048 units); `--set` can go past them for
-# a new run, but a file from elsewhere cannot make the model builder allocate more than this.
-CHECKPOINT_MAX = {"enc_rnn_size": 16384, "dec_rnn_size": 16384, "z_size": 16384, "num_mixture": 1024,
-                  "hyper_num_units": 16384, "hyper_embedding_size": 4096, "max_seq_len": 100_000}
-
-
 def check_checkpoint(ckpt: dict, path: str) -> None:
     """Types and ranges of every entry a checkpoint is used for, and its hparams against its weights
     (the model is built on the `meta` device, which allocates nothing), before any model is built."""
-    def bad(what: str):
-        return TrainingError(f"damaged checkpoint: {what}. Use a best.pt or latest.pt written by `sketchprep train`",
-                             path=path)
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise TrainingError(f"damaged checkpoint: {problem}. Use a best.pt or latest.pt written by `sketchprep train`",
+                            path=path)
 
+
+def checkpoint_problem(ckpt: dict) -> str | None:
+    """What makes `ckpt` unusable (None when nothing does): what `load_checkpoint` checks, and what
+    `sketchprep import` checks before it writes a run, so that it never writes one that will not load."""
     hparams = ckpt.get("hparams")
     if not isinstance(hparams, dict):
-        raise bad("'hparams' is not a dict")
-    for name, limit in CHECKPOINT_MAX.items():
-        value = hparams.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
-            raise bad(f"hparam {name} = {value} is over the bound {limit}")
-    try:
+        return "'hparams' is not a dict"
+    try:   # the bounds of every hparam (HParams) and of the model's size: nothing is allocated yet
         hps = HParams.from_dict(hparams, source="checkpoint hparams")
+        check_model_size(hps)
     except OptionError as e:
-        raise bad(str(e)) from None
+        return str(e)
     weights = ckpt.get("model")
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                 for k, v in weights.items()):
-        raise bad("'model' is not a dict of tensors")
+        return "'model' is not a dict of tensors"
     scale = ckpt.get("scale_factor")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-        raise bad(f"scale_factor {scale!r} is not a number > 0")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not SCALE_FACTOR.contains(scale):
+        return f"scale_factor {scale!r} is not {SCALE_FACTOR.describe()}"
     for name in ("max_len", "step"):
         value = ckpt.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad(f"{name} {value!r} is not an integer >= 0")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STEP:
+            return f"{name} {value!r} is not a whole number from 0 to {MAX_STEP}"
     if ckpt["max_len"] > hps.max_seq_len:  # sampling runs max_len + 1 decoder steps
-        raise bad(f"max_len {ckpt['max_len']} is over its hparam max_seq_len {hps.max_seq_len}")
+        return f"max_len {ckpt['max_len']} is over its hparam max_seq_len {hps.max_seq_len}"
     files = ckpt.get("data_files")
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise bad("data_files is not a list of file names")
+        return "data_files is not a list of file names"
+    best = ckpt.get("best_valid_cost", math.inf)   # these three: what `train --resume` continues from
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
+        return f"best_valid_cost {best!r} is not a number"
+    for name in ("best_step", "evals_since_best"):
+        value = ckpt.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STEP):
+            return f"{name} {value!r} is not a whole number from 0 to {MAX_STEP}"
+    if not isinstance(ckpt.get("optimizer", {}), dict):
+        return "'optimizer' is not a dict"
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in SketchRNN(hps).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if expected != found:
         diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
-        raise bad(f"its weights do not match its hparams (first difference: {diff[0]})")
+        return f"its weights do not match its hparams (first difference: {diff[0]})"
     # shapes can lie: a tensor may be a broadcast view of a few bytes; the data must be really there
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() // t.element_size()
                 for t in weights.values()}
     held, needed = sum(storages.values()), sum(math.prod(shape) for shape in expected.values())
     if held < needed:
-        raise bad(f"its weights hold {held:,} values for a model of {needed:,} parameters")
+        return f"its weights hold {held:,} values for a model of {needed:,} parameters"
+    return None
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:

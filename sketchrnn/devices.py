@@ -12,19 +12,23 @@ from dataclasses import dataclass
 import torch
 
 from sketchprep.errors import OptionError
+from sketchprep.limits import check_device
 
 from .data import Batch
 
 
 def resolve_device(device: str) -> torch.device:
+    device = check_device(device)   # auto, cpu, cuda, cuda:N or mps: torch's other types cannot run a model
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise OptionError(f"--device {device!r}: {e}") from None
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(f"--device {device}: CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise OptionError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), cuda:0.."
+                          f"cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise OptionError(f"--device {device}: MPS is not available here")
     return dev
 
 

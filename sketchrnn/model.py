@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sketchprep import limits
 from sketchprep.errors import OptionError
+from sketchprep.limits import Bound, value_text
 from sketchrnn.rnn import fused_lstm_precision, lstm_sequence
 
 CELL_TYPES = ("lstm", "layer_norm", "hyper")
@@ -102,24 +104,10 @@ class HParams:
         for name in ("enc_model", "dec_model"):
             if getattr(self, name) not in CELL_TYPES:
                 raise OptionError(f"hparam {name} must be one of {', '.join(CELL_TYPES)}, got {getattr(self, name)!r}")
-        for name in ("num_steps", "save_every", "max_seq_len", "dec_rnn_size", "enc_rnn_size", "z_size",
-                     "batch_size", "num_mixture", "hyper_num_units", "hyper_embedding_size"):
-            if getattr(self, name) < 1:
-                raise OptionError(f"hparam {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob",
-                     "decay_rate", "kl_decay_rate"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise OptionError(f"hparam {name} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("random_scale_factor", "augment_stroke_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise OptionError(f"hparam {name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("kl_weight", "kl_weight_start", "kl_tolerance", "learning_rate", "min_learning_rate",
-                     "grad_clip"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise OptionError(f"hparam {name} must be a finite number >= 0, got {value}")
-        if self.learning_rate <= 0 or self.grad_clip <= 0:
-            raise OptionError("hparams learning_rate and grad_clip must be > 0")
+        for name, bound in HPARAM_BOUNDS.items():   # the same words for --set, a preset, a checkpoint, an import
+            bound.parse(getattr(self, name), f"hparam {name}")
+        if self.data_set and (len(self.data_set) > 10_000 or max(len(n) for n in self.data_set) > 4096):
+            raise OptionError("hparam data_set must be at most 10000 file names of at most 4096 characters each")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +136,25 @@ class HParams:
             changes[key] = parse_value(key, raw.strip())
         return self.replace(**changes)
 
+
+# Both ends of every numeric hparam (see docs/limits.md): sizes far above any sketch-rnn (256-2048 units),
+# so that no --set, preset or file can make the model builder allocate without bound. The parameter count
+# of the whole model is bounded as well (`check_model_size`).
+HPARAM_BOUNDS = {
+    "num_steps": limits.STEPS, "save_every": limits.STEPS, "max_seq_len": limits.ROWS,
+    "dec_rnn_size": Bound(1, 16384, whole=True), "enc_rnn_size": Bound(1, 16384, whole=True),
+    "z_size": Bound(1, 16384, whole=True), "hyper_num_units": Bound(1, 16384, whole=True),
+    "hyper_embedding_size": Bound(1, 4096, whole=True), "num_mixture": Bound(1, 1024, whole=True),
+    "batch_size": limits.BATCH, "seed": limits.SEED,
+    "kl_weight": Bound(0, 1000), "kl_weight_start": Bound(0, 1000), "kl_tolerance": Bound(0, 1000),
+    "kl_decay_rate": Bound(0, 1, low_open=True), "decay_rate": Bound(0, 1, low_open=True),
+    "learning_rate": Bound(0, 10, low_open=True), "min_learning_rate": Bound(0, 10),
+    "grad_clip": Bound(0, 10**6, low_open=True),
+    "recurrent_dropout_prob": Bound(0, 1, low_open=True), "input_dropout_prob": Bound(0, 1, low_open=True),
+    "output_dropout_prob": Bound(0, 1, low_open=True),
+    "random_scale_factor": Bound(0, 1, high_open=True), "augment_stroke_prob": Bound(0, 1, high_open=True),
+}
+MAX_PARAMETERS = 2**28   # 268 M parameters (1 GiB of float32 weights; Adam keeps two more copies): see check_model_size
 
 _FIELD_TYPES = {"data_set": list, "dec_model": str, "enc_model": str, "precision": str}
 for _f in fields(HParams):
@@ -183,7 +190,7 @@ def parse_value(key: str, raw: str):
             return [v.strip().strip("'\"") for v in raw.strip("[]").split(",") if v.strip()]
         return raw.strip("'\"")
     except ValueError:
-        raise OptionError(f"--set {key}={raw}: {key} must be {_TYPE_NAMES[want]}") from None
+        raise OptionError(f"--set {key}={value_text(raw)}: {key} must be {_TYPE_NAMES[want]}") from None
 
 
 def lr_at(hps: HParams, step: int) -> float:
@@ -204,6 +211,12 @@ def glorot_uniform_(w: Tensor, fan_in: int, fan_out: int) -> Tensor:
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     with torch.no_grad():
         return w.uniform_(-limit, limit)
+
+
+def gaussian_(w: Tensor, std: float) -> Tensor:
+    """N(0, std^2) in place; nothing on the `meta` device (a model built only to be counted and shaped, see
+    check_model_size), where torch's normal_ imports torch._dynamo: 2 s of CPU."""
+    return w if w.is_meta else w.normal_(0.0, std)
 
 
 def orthogonal_blocks_(w: Tensor, n_blocks: int) -> Tensor:
@@ -370,7 +383,7 @@ class HyperLSTMCell(nn.Module):
             for lin in (self.zw_x, self.zw_h):
                 lin.weight.zero_()
                 lin.bias.fill_(1.0)
-            self.zb_h.weight.normal_(0.0, 0.01)
+            gaussian_(self.zb_h.weight, 0.01)
 
     @property
     def state_size(self) -> int:
@@ -669,7 +682,7 @@ def _gaussian_linear(n_in: int, n_out: int, std: float = 0.001) -> nn.Linear:
     """Reference `super_linear(init_w='gaussian', weight_start=0.001)`: weights N(0, std^2), bias 0."""
     lin = nn.Linear(n_in, n_out)
     with torch.no_grad():
-        lin.weight.normal_(0.0, std)
+        gaussian_(lin.weight, std)
         lin.bias.zero_()
     return lin
 
@@ -829,6 +842,8 @@ class SketchRNN(nn.Module):
 
     def __init__(self, hps: HParams):
         super().__init__()
+        if torch.get_default_device().type != "meta":
+            check_model_size(hps)      # before any weight is allocated (the check builds on `meta`)
         self.hps = hps
         self.encoder = Encoder(hps) if hps.conditional else None
         self.decoder = Decoder(hps)
@@ -880,6 +895,21 @@ class SketchRNN(nn.Module):
         r_cost = offset + pen
         kl_cost = torch.clamp_min(kl, hps.kl_tolerance) if hps.conditional else kl
         return Losses(r_cost + kl_weight * kl_cost, r_cost, kl, offset, pen)
+
+
+def parameter_count(hps: HParams) -> int:
+    """How many parameters SketchRNN(hps) has, counted on PyTorch's `meta` device (nothing is allocated)."""
+    with torch.device("meta"):
+        return count_parameters(SketchRNN(hps))
+
+
+def check_model_size(hps: HParams) -> None:
+    """OptionError when the model would have more than MAX_PARAMETERS parameters."""
+    n = parameter_count(hps)
+    if n > MAX_PARAMETERS:
+        raise OptionError(f"hparams: a model of {n:,} parameters is over the bound of {MAX_PARAMETERS:,} "
+                          f"({MAX_PARAMETERS * 4 // 2**30} GiB of float32 weights): lower enc_rnn_size, dec_rnn_size, "
+                          f"z_size, num_mixture or the hyper sizes")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

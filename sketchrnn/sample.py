@@ -19,15 +19,40 @@ import os
 import numpy as np
 import torch
 
+from sketchprep import limits
 from sketchprep.dataset import load_dataset
 from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.strokes import START_TOKEN
 
 from .checkpoint import Run, load_run  # noqa: F401  (load_run: callers import it from here)
 from .data import CLAMP_LIMIT, pad_batch
-from .model import mixture_params
+from .model import HParams, mixture_params
 
 SIGMA_FORMS = ("code", "paper")
+
+# What decoding one batch may hold, estimated before anything is allocated. Measured on CPU (docs/limits.md):
+# about 45 bytes per decoded row for the output and the drawings made from it, 35 more to lay them out as
+# SVG; about 25 bytes per decoder unit per drawing for the state and one step's activations. The estimate
+# rounds the first up and doubles the second; a PNG grid is bounded by its pixels (render.grid_png).
+ROW_BYTES, UNIT_BYTES, OUTPUT_BYTES = 100, 48, 32
+MAX_DECODE_BYTES = 2**30
+
+
+def decode_bytes(hps: HParams, n: int, rows: int) -> int:
+    """Estimated peak memory of decoding `n` drawings of up to `rows` rows each (and drawing them)."""
+    units = hps.dec_rnn_size + (hps.hyper_num_units if hps.dec_model == "hyper" else 0)
+    return n * (rows * ROW_BYTES + units * UNIT_BYTES + (3 + 6 * hps.num_mixture) * OUTPUT_BYTES)
+
+
+def check_decode_size(hps: HParams, n: int, rows: int) -> None:
+    """OptionError when n is outside -n's bound or the batch would need more than MAX_DECODE_BYTES."""
+    limits.DRAWINGS.parse(n, "-n")
+    need = decode_bytes(hps, n, rows)
+    if need > MAX_DECODE_BYTES:
+        fits = max(1, MAX_DECODE_BYTES // -(-need // n))
+        raise OptionError(f"-n {n}: {n:,} drawings of up to {rows:,} points from this model need about "
+                          f"{need / 2**20:,.0f} MiB, over the bound of {MAX_DECODE_BYTES // 2**20:,} MiB: draw at "
+                          f"most {fits:,} at a time")
 
 
 def sample_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -68,21 +93,21 @@ def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: 
     """
     if sigma_form not in SIGMA_FORMS:
         raise OptionError(f"sigma form must be one of {', '.join(SIGMA_FORMS)}, got {sigma_form!r}")
-    if not greedy and not temperature > 0:
-        raise OptionError(f"the temperature must be > 0 (got {temperature}); use greedy mode for the most likely drawing")
+    if not greedy:   # (greedy mode is the limit of tau -> 0)
+        limits.TEMPERATURE.parse(temperature, "--temperature")
     model, dev = run.model, run.device
+    if run.hps.conditional and z is None and n is None:
+        raise OptionError("give z or n")
+    n = z.shape[0] if run.hps.conditional and z is not None else (n if n is not None else 1)
+    steps = max_steps if max_steps is not None else run.max_len + 1
+    check_decode_size(run.hps, n, steps)   # before anything of size n is allocated
     gen = torch.Generator(device=dev).manual_seed(seed)
     if run.hps.conditional:
         if z is None:
-            if n is None:
-                raise OptionError("give z or n")
             z = torch.randn(n, run.hps.z_size, generator=gen, device=dev)
         z = z.to(dev, torch.float32)
-        n = z.shape[0]
     else:
         z = None
-        n = n if n is not None else 1
-    steps = max_steps if max_steps is not None else run.max_len + 1
     decoder = model.decoder
     if start is None:
         state = decoder.initial_state(z, n, torch.zeros(1, device=dev))
@@ -175,8 +200,8 @@ def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4,
     prefix = np.asarray(prefix, dtype=np.float32)
     if prefix.ndim != 2 or prefix.shape[1] != 3 or len(prefix) == 0:
         raise OptionError("the prefix must be a non-empty stroke-3 drawing")
-    if n < 1:
-        raise OptionError("n must be >= 1")
+    steps = max_steps if max_steps is not None else max(run.max_len + 1 - len(prefix), 1)
+    check_decode_size(run.hps, n, len(prefix) + steps)   # every completion holds a copy of the prefix
     dev = run.device
     norm = np.clip(prefix, -CLAMP_LIMIT, CLAMP_LIMIT)
     rows = np.zeros((len(norm) + 1, 5), dtype=np.float32)   # S0, then the prefix as stroke-5
@@ -194,7 +219,6 @@ def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4,
     state = tuple(s.expand(n, -1).contiguous() for s in state)
     prev = x[-1].expand(n, 5).clone()
     zs = z.expand(n, -1) if z is not None else None
-    steps = max_steps if max_steps is not None else max(run.max_len + 1 - len(prefix), 1)
     added = decode(run, zs, n, temperature, greedy, seed, steps, sigma_form, start=(state, prev))
     out = []
     for a in added:
@@ -226,8 +250,7 @@ def interpolate(run: Run, a: np.ndarray, b: np.ndarray, steps: int = 10, tempera
                 greedy: bool = False, seed: int = 0, method: str = "slerp", sampled_z: bool = False,
                 sigma_form: str = "code") -> list[np.ndarray]:
     """Decode `steps` latent codes from a's to b's (both ends included), slerp or lerp."""
-    if steps < 2:
-        raise OptionError("--steps must be at least 2")
+    limits.INTERPOLATION_STEPS.parse(steps, "--steps")
     if method not in ("slerp", "lerp"):
         raise OptionError(f"interpolation must be slerp or lerp, got {method!r}")
     z = encode(run, [a, b], sampled_z, seed).cpu().numpy().astype(np.float64)
@@ -305,6 +328,7 @@ def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
 
 
 PREFIX_FILE_TYPES = (".svg", ".ndjson", ".ndjson.gz")
+PREFIX_OPTIONS = ("epsilon", "distance", "size", "resample_spacing", "include_fills")  # read from the dataset's meta
 
 
 def read_prefix(spec: str, default_file: str | None, keep: int | None = None) -> tuple[np.ndarray, str]:
@@ -314,23 +338,22 @@ def read_prefix(spec: str, default_file: str | None, keep: int | None = None) ->
     made the run's dataset (the options saved in `default_file`'s metadata; convert's defaults without
     one), or `[FILE.npz:]SPLIT:INDEX`. keep: cut it after this many points (rows)."""
     from sketchprep.convert import ConvertOptions, collect
+    from sketchprep.limits import KEEP_ALL_LENGTHS
 
-    if keep is not None and keep < 1:
-        raise OptionError("--keep must be >= 1")
+    if keep is not None:
+        limits.ROWS.parse(keep, "--keep")
     if spec.lower().endswith(PREFIX_FILE_TYPES):
         if not os.path.exists(spec):  # a FIFO or a device is refused by the reader, by name
             raise OptionError(f"--prefix {spec}: no such file")
         options = {}
         if default_file and os.path.isfile(default_file):
-            try:
+            try:   # the loader checks meta.options (dataset.check_meta_options)
                 options = dict(load_dataset(default_file).meta.get("options") or {})
             except (SketchprepError, OSError, ValueError):  # unreadable metadata: convert's defaults
                 options = {}
-        try:
-            opts = ConvertOptions.from_json(options) if options else ConvertOptions()
-        except (TypeError, ValueError):
-            opts = ConvertOptions()
-        opts.max_len, opts.strict, opts.words, opts.recognized_only, opts.workers = 1 << 30, True, None, False, 1
+        # only how the dataset's drawings were normalised; the bounds (limits) are the tool's own, never the file's
+        opts = ConvertOptions(**{k: options[k] for k in PREFIX_OPTIONS if k in options}, strict=True,
+                              max_len=KEEP_ALL_LENGTHS)   # a prefix is never dropped for its length
         kept = collect([spec], opts).kept
         if kept.n == 0:
             raise OptionError(f"--prefix {spec}: the file holds no drawing")

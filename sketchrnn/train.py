@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import signal
 import threading
 import time
@@ -37,16 +36,18 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sketchprep import limits
 from sketchprep.dataset import atomic_output
 from sketchprep.errors import OptionError
 from sketchprep.files import METRICS_BYTES, read_text
+from sketchprep.limits import parse_duration  # noqa: F401  (train's --max-time; importable from here too)
 
 from .checkpoint import (BEST, LATEST, SAMPLES_DIR, Run, TrainingError, check_data_unchanged, data_fingerprint,
                          load_checkpoint, make_checkpoint, prepare_run_folder, save_checkpoint)
 from .data import Batches, SketchData, load_data
 from .devices import Dist, init_distributed, to_device
 from .evaluation import evaluate, step_seed
-from .model import HParams, SketchRNN, count_parameters, kl_weight_at, lr_at
+from .model import HParams, SketchRNN, check_model_size, count_parameters, kl_weight_at, lr_at
 from .rnn import release_buffers
 from .sample import write_progress_grids
 
@@ -89,22 +90,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)   # the metric rows written by this call
     signal: int | None = None       # the signal that interrupted the run (SIGINT, SIGTERM)
     seconds: float = 0.0            # wall-clock time of the call
-
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
-
-
-def parse_duration(text: str) -> float:
-    """'45m', '1h30m', '20s', '90' (seconds), '1.5h' -> seconds."""
-    t = str(text).strip().lower().replace(" ", "")
-    m = _DURATION.fullmatch(t)
-    if not t or not m or not any(m.groups()):
-        raise OptionError(f"--max-time {text!r}: expected a duration such as 45m, 1h30m, 20s or 90 (seconds)")
-    h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
-    seconds = h * 3600 + mi * 60 + sec
-    if not seconds > 0:
-        raise OptionError(f"--max-time {text!r}: the duration must be > 0")
-    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -219,6 +204,14 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
 def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None, opts: TrainOptions) -> TrainResult:
     t_begin = opts.started if opts.started is not None else time.time()
     out = Path(out_dir)
+    # the bounds of the command's options, for callers from Python too
+    for value, bound, name in ((opts.max_steps, limits.STEPS, "--max-steps"),
+                               (opts.max_seconds, limits.MAX_SECONDS, "--max-time"),
+                               (opts.patience, limits.PATIENCE, "--patience"),
+                               (opts.samples, limits.GRID_SAMPLES, "--samples"),
+                               (opts.log_every, limits.STEPS, "--log-every")):
+        if value is not None:
+            bound.parse(value, name)
     dist, dev = init_distributed(opts.device)
     say = (opts.log or (lambda s: None)) if dist.main else (lambda s: None)
     stop_signal = _StopSignal()       # from here on, a signal stops the run cleanly
@@ -298,8 +291,8 @@ def set_up(data_paths: list[str], out: Path, hps: HParams | None, opts: TrainOpt
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    record = (Record(float(ckpt["best_valid_cost"]), ckpt.get("best_step"), int(ckpt["evals_since_best"]))
-              if ckpt else Record())
+    record = (Record(float(ckpt.get("best_valid_cost", math.inf)), ckpt.get("best_step"),
+                     int(ckpt.get("evals_since_best") or 0)) if ckpt else Record())
     start = int(ckpt["step"]) if ckpt else 0
     stop_at = min(hps.num_steps, opts.max_steps if opts.max_steps is not None else hps.num_steps)
     if dist.main:
@@ -334,6 +327,7 @@ def resolve_inputs(data_paths: list[str], out: Path, hps: HParams | None, resume
         raise OptionError(f"{out} already holds a run (latest.pt): continue it with --resume, start over with "
                           f"--overwrite, or choose another --out")
     hps = hps.replace(data_set=[os.path.basename(p) for p in data_paths])
+    check_model_size(hps)   # before the data is read (SketchRNN checks it again before it allocates)
     for p in data_paths:
         if not os.path.exists(p):  # a FIFO or a device is refused by name when it is opened
             raise OptionError(f"no such data file: {p}")
@@ -378,7 +372,11 @@ def build_optimizer(model: SketchRNN, hps: HParams, state: dict | None = None) -
     """Adam with TensorFlow's defaults (betas, eps 1e-8) as the reference; `state` continues a checkpoint's."""
     optimizer = torch.optim.Adam(model.parameters(), lr=hps.learning_rate)
     if state is not None:
-        optimizer.load_state_dict(state)
+        try:
+            optimizer.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError):
+            raise TrainingError("damaged checkpoint: its optimizer state does not fit its model. Use a latest.pt "
+                                "written by `sketchprep train`") from None
     return optimizer
 
 

@@ -327,8 +327,12 @@ def test_summary_says_when_rounding_moved_a_split_far_from_what_was_asked(tmp_pa
 def test_split_counts_are_checked_before_reading():
     with pytest.raises(OptionError, match="multiples"):
         ConvertOptions(split=(70000, 2550, 2500), multiple=100)
-    with pytest.raises(OptionError, match="whole numbers"):
+    with pytest.raises(OptionError, match="--split train must be a whole number from 0 to 1000000000, not 7000.5"):
         ConvertOptions(split=(7000.5, 2500, 2500), multiple=1)
+    with pytest.raises(OptionError, match="--split valid must be 0 or a number from 0.000001 to 1"):
+        ConvertOptions(split=(1, 1e-320, 0))      # a subnormal share overflowed the split sizes
+    with pytest.raises(OptionError, match="--epsilon must be a number from 0 to 1000000, not nan"):
+        ConvertOptions(epsilon=float("nan"))      # NaN passes every one-sided check
 
 
 def test_usage_errors(tmp_path):

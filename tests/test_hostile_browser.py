@@ -52,7 +52,7 @@ def test_export_refuses_a_conditional_run_and_writes_nothing(folder, sample_npz)
     (["export", "run"], 2, "give -o MODEL.gen.json or --html DIR"),
     (["export", "run", "--html", "page", "--runtime-js", "missing.js"], 1, "no such file"),
     (["complete", "run", "--prefix", "nothing.svg", "-o", "c.png"], 2, "no such file"),
-    (["complete", "run", "--prefix", "test:0", "--keep", "0", "-o", "c.png"], 2, "--keep must be >= 1"),
+    (["complete", "run", "--prefix", "test:0", "--keep", "0", "-o", "c.png"], 2, "--keep must be a whole number from 1 to 100000, not 0"),
 ])
 def test_bad_options_are_refused_before_writing(folder, args, rc, message):
     run_case(folder, args, rc=rc, message=message, max_seconds=20)

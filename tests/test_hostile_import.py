@@ -144,7 +144,7 @@ def test_bad_configs(tmp_path):
     config.write_text(json.dumps({"conditional": 7}))
     refused(tmp_path, str(folder), "conditional")
     config.write_text(json.dumps({"batch_size": 0}))
-    refused(tmp_path, str(folder), "batch_size must be >= 1")
+    refused(tmp_path, str(folder), "hparam batch_size must be a whole number from 1 to 100000, not 0")
     config.write_text("[1, 2]")           # a list, but not of names: read as the Python 3 key list
     res = CliRunner().invoke(main, ["import", str(folder), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0 and "only hparam names" in res.stderr
@@ -152,8 +152,8 @@ def test_bad_configs(tmp_path):
 
 def test_usage_errors(tmp_path):
     model = str(shared_fixture("tf_checkpoints", "u_lstm"))
-    for extra, message in ((["--scale-factor", "0"], "--scale-factor must be a number > 0"),
-                           (["--scale-factor", "nan"], "--scale-factor must be a number > 0"),
+    for extra, message in ((["--scale-factor", "0"], "--scale-factor must be a number from 0.000001 to 1000000, not 0"),
+                           (["--scale-factor", "nan"], "--scale-factor must be a number from 0.000001 to 1000000"),
                            (["--scale-factor", "2", "--data", "x.npz"], "not both")):
         res = CliRunner().invoke(main, ["import", model, "--out", str(tmp_path / "run"), *extra])
         assert res.exit_code == 2 and message in res.output, res.output

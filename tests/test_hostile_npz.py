@@ -458,7 +458,8 @@ def test_checkpoint_hparams_are_range_checked_before_a_model_is_built(tmp_path):
     run.mkdir()
     torch.save({"format": CHECKPOINT_FORMAT, "hparams": {"dec_rnn_size": 10**6}, "model": {}, "scale_factor": 1.0,
                 "max_len": 10, "step": 0, "data_files": []}, run / "best.pt")
-    run_case(tmp_path, ["sample", "run", "-o", "s.svg"], message="hparam dec_rnn_size = 1000000 is over the bound",
+    run_case(tmp_path, ["sample", "run", "-o", "s.svg"],
+             message="hparam dec_rnn_size must be a whole number from 1 to 16384, not 1000000",
              max_mb=800, max_seconds=TORCH_SECONDS)
 
 

@@ -47,8 +47,16 @@ def test_set_values_are_typed_by_the_field():
     ("zsize=3", "--set 'zsize=3': unknown hparam 'zsize'"),
     ("z_size", "--set 'z_size': expected key=value"),
     ("dec_model=gru", "hparam dec_model must be one of lstm, layer_norm, hyper, got 'gru'"),
-    ("recurrent_dropout_prob=0", "hparam recurrent_dropout_prob must be in (0, 1], got 0.0"),
-    ("batch_size=0", "hparam batch_size must be >= 1, got 0"),
+    ("recurrent_dropout_prob=0", "hparam recurrent_dropout_prob must be a number > 0 and <= 1, not 0.0"),
+    ("batch_size=0", "hparam batch_size must be a whole number from 1 to 100000, not 0"),
+    # both ends, and NaN and infinity, which pass any one-sided check
+    ("learning_rate=nan", "hparam learning_rate must be a number > 0 and <= 10, not nan"),
+    ("kl_weight=inf", "hparam kl_weight must be a number from 0 to 1000, not inf"),
+    ("kl_tolerance=1e400", "hparam kl_tolerance must be a number from 0 to 1000, not inf"),
+    ("dec_rnn_size=100000", "hparam dec_rnn_size must be a whole number from 1 to 16384, not 100000"),
+    ("seed=-1", "hparam seed must be a whole number from 0 to 4294967295, not -1"),
+    ("num_steps=1e23", "hparam num_steps must be a whole number from 1 to 1000000000, not 99999999999999991611392"),
+    ("z_size=" + "9" * 5000, "--set z_size=999999999999999999999999... (5000 characters): z_size must be an integer"),
     ("__import__('os')=1", "unknown hparam"),
 ])
 def test_bad_overrides_are_option_errors(text, message):

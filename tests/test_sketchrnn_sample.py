@@ -157,7 +157,7 @@ def test_train_command_with_the_preset(tmp_path):
     (["--set", "nope=1"], 2, "Error: --set 'nope=1': unknown hparam 'nope'"),
     (["--preset", "missing.json"], 2, "Error: --preset missing.json: No such file or directory"),
     (["--resume", "--set", "z_size=3"], 2, "Error: --resume continues with the run's own hparams"),
-    (["--threads", "-1"], 2, "Error: --threads must be >= 0"),
+    (["--threads", "-1"], 2, "Error: --threads must be a whole number from 0 to"),
 ])
 def test_train_command_errors(tmp_path, args, code, message):
     data = tiny_dataset(tmp_path / "tiny.npz")
@@ -199,12 +199,12 @@ def test_sample_and_interpolate_commands(run_dir, tmp_path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["sample", "{run}", "-o", "x.jpg"], 2, "Error: -o x.jpg: the output must end in .svg, .png or .npz"),
-    (["sample", "{run}", "-o", "x.png", "--temperature", "0"], 2, "Error: the temperature must be > 0"),
-    (["sample", "{run}", "-o", "x.png", "-n", "0"], 2, "Error: -n must be >= 1"),
+    (["sample", "{run}", "-o", "x.png", "--temperature", "0"], 2, "Error: --temperature must be a number from 0.001 to 10, not 0"),
+    (["sample", "{run}", "-o", "x.png", "-n", "0"], 2, "Error: -n must be a whole number from 1 to 10000, not 0"),
     (["sample", "{run}", "-o", "x.png", "--reconstruct", "test:99"], 2, "has 10 test drawings"),
     (["sample", "{run}", "-o", "x.png", "--reconstruct", "test"], 2, "expected [FILE.npz:]SPLIT:INDEX"),
     (["interpolate", "{run}", "test:0", "test:1", "-o", "m.svg", "--steps", "1"], 2,
-     "Error: --steps must be at least 2"),
+     "Error: --steps must be a whole number from 2 to 1000, not 1"),
     (["sample", "{empty}", "-o", "x.png"], 2, "no best.pt or latest.pt here"),
 ])
 def test_sample_command_errors(run_dir, tmp_path, args, code, message):

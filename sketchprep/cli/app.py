@@ -18,6 +18,7 @@ import click
 from .. import __version__
 from ..errors import OptionError, SketchprepError, shown
 from ..files import NotRegularFileError
+from ..limits import Bound
 
 
 class Interrupted(click.ClickException):
@@ -53,6 +54,16 @@ def _os_error_text(e: OSError) -> str:
     return f"{os.fsdecode(name)}: {text}" if name is not None else text
 
 
+# What torch's allocators say when an allocation fails: they raise RuntimeError (torch.OutOfMemoryError
+# on CUDA), not MemoryError.
+_TORCH_OOM = ("DefaultCPUAllocator: can't allocate memory", "not enough memory", "out of memory")
+
+
+def _torch_out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, RuntimeError) and (type(e).__name__ == "OutOfMemoryError"
+                                            or any(text in str(e) for text in _TORCH_OOM))
+
+
 def translate_error(e: BaseException) -> click.ClickException | None:
     """The one-line click error for a failure the user can cause (None for a bug, which keeps its traceback).
 
@@ -78,7 +89,7 @@ def _translate(e: BaseException) -> click.ClickException | None:
         stopped = Interrupted(str(e) or "interrupted (Ctrl-C); outputs are written whole or not at all")
         stopped.exit_code = getattr(e, "exit_code", Interrupted.exit_code)
         return stopped
-    if isinstance(e, MemoryError):
+    if isinstance(e, MemoryError) or _torch_out_of_memory(e):
         return click.ClickException("out of memory. Give a smaller input, lower the batch or grid size, "
                                     "or run on a machine with more memory")
     if isinstance(e, UnicodeError):
@@ -123,6 +134,67 @@ class SafeGroup(click.Group):
             if mapped is None or mapped is e:
                 raise
             raise mapped from None
+
+
+class _Bounded:
+    """A number within both ends of a `sketchprep.limits.Bound` (NaN and infinity never are). A value
+    outside is a usage error (exit 2) in the words every other place that takes the number uses:
+    `--cell must be a number from 8 to 1024, not nan`. Click shows the range in --help."""
+
+    def __init__(self, bound: Bound):
+        super().__init__(bound.low, bound.high, min_open=bound.low_open, max_open=bound.high_open)
+        self.bound = bound
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.bound.parse(value, option_label(param))
+        except OptionError as e:
+            raise click.UsageError(e.message, ctx) from None
+
+
+class WholeNumber(_Bounded, click.IntRange):
+    pass
+
+
+class Number(_Bounded, click.FloatRange):
+    pass
+
+
+def bounded(bound: Bound) -> click.ParamType:
+    """The option type of every number a command takes: `type=bounded(limits.CELL)`."""
+    return WholeNumber(bound) if bound.whole else Number(bound)
+
+
+class Checked(click.ParamType):
+    """Text checked by a library parser when the command line is read (--split, --max-time, --device),
+    so that a bad value is a usage error before any work, and a recipe value is checked the same way.
+    The option's value stays the text; the command parses it again."""
+
+    name = "text"
+
+    def __init__(self, check: str, metavar: str | None = None):
+        self.check, self.metavar = check, metavar   # check: "package.module:function", imported when used
+
+    def get_metavar(self, param, ctx=None):
+        return self.metavar
+
+    def convert(self, value, param, ctx):
+        import importlib
+
+        module, _, function = self.check.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)(value)
+        except OptionError as e:
+            raise click.UsageError(e.message, ctx) from None
+        return value
+
+
+def option_label(param) -> str:
+    """'--cell', '-n': how a message names an option (its long name when it has one)."""
+    if param is None:
+        return "the value"
+    opts = getattr(param, "opts", None) or [param.name or "the value"]
+    return next((o for o in opts if o.startswith("--")), opts[0])
 
 
 def progress_bar(quiet: bool, **kwargs):
@@ -172,7 +244,9 @@ def expand_data(paths) -> list[str]:
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    from ..limits import available_cores
+
+    return max(1, available_cores())
 
 
 def limit_option(fn, expose: bool = True, prefix: str = ""):

@@ -6,36 +6,37 @@ import os
 
 import click
 
-from .app import command_line, default_workers, handle_errors, limit_option, progress_bar, main
+from .. import limits
+from .app import Checked, bounded, command_line, default_workers, handle_errors, limit_option, progress_bar, main
 
 
 @main.command(context_settings={"show_default": True})
 @click.argument("args", nargs=-1, required=True, metavar="INPUT... OUT.npz")
-@click.option("--epsilon", type=float, default=2.0,
+@click.option("--epsilon", type=bounded(limits.EPSILON), default=2.0,
               help="RDP tolerance in output units (pixels of the --size box); 0 turns simplification off.")
 @click.option("--distance", type=click.Choice(["line", "segment"]), default="line",
               help="RDP distance: 'line' (original Douglas-Peucker, as the rdp package; closest to Google's "
                    "simplified data) or 'segment' (no dropped point is farther than epsilon).")
-@click.option("--max-len", type=int, default=250, help="Longest sketch kept, in stroke-3 rows.")
+@click.option("--max-len", type=bounded(limits.ROWS), default=250, help="Longest sketch kept, in stroke-3 rows.")
 @click.option("--fit", is_flag=True,
               help="Re-simplify a too-long sketch with a growing epsilon (up to 5x) instead of dropping it.")
-@click.option("--size", type=float, default=255.0,
+@click.option("--size", type=bounded(limits.SIZE), default=255.0,
               help="Scale each drawing so its larger extent is SIZE units; 0 keeps source units.")
-@click.option("--split", "split_text", default="0.9/0.05/0.05",
+@click.option("--split", "split_text", type=Checked("sketchprep.convert:parse_split", "A/B/C"), default="0.9/0.05/0.05",
               help="train/valid/test as fractions (all parts <= 1; 1/0/0 puts everything in train) or counts "
                    "(70000/2500/2500). Valid and test get their share, train the rest.")
-@click.option("--multiple", type=int, default=100,
+@click.option("--multiple", type=bounded(limits.MULTIPLE), default=100,
               help="Round every split size down (never up) to a multiple of this; 1 keeps every drawing. A run "
                    "that would leave a split empty stops before writing and names a --multiple that works.")
-@click.option("--seed", type=int, default=0, help="Seed of the shuffle that assigns drawings to splits.")
+@click.option("--seed", type=bounded(limits.SEED), default=0, help="Seed of the shuffle that assigns drawings to splits.")
 @click.option("--word", "words", multiple=True, help="Keep only Quick, Draw! drawings of this word (repeatable).")
 @click.option("--recognized-only", is_flag=True, help="Keep only drawings the Quick, Draw! game recognised.")
 @click.option("--include-fills", is_flag=True, help="SVG: also keep the outlines of shapes that are filled but not stroked.")
 @click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
               help="Write one DIR/<word>.npz per class (as Google ships them) instead of OUT.npz.")
-@click.option("--workers", type=int, default=None, show_default="all cores",
+@click.option("--workers", type=bounded(limits.WORKERS), default=None, show_default="all cores",
               help="Worker processes (inputs under 8 MB use one).")
-@click.option("--shard", default=None, metavar="I/N",
+@click.option("--shard", type=Checked("sketchprep.shards:parse_shard"), default=None, metavar="I/N",
               help="Process only shard I of N (0-based) and write a shard file to OUT; combine with `merge`.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad drawing or file with exit 1; write nothing.")
 @limit_option
@@ -115,11 +116,12 @@ def _check_outputs(inputs, out, by_word) -> None:
 @click.argument("args", nargs=-1, required=True, metavar="SHARD.npz... OUT.npz")
 @click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
               help="Write one DIR/<word>.npz per class instead of OUT.npz.")
-@click.option("--split", "split_text", default=None, show_default="the shards' --split",
+@click.option("--split", "split_text", type=Checked("sketchprep.convert:parse_split", "A/B/C"), default=None,
+              show_default="the shards' --split",
               help="Re-split: train/valid/test as fractions or counts.")
-@click.option("--multiple", type=int, default=None, show_default="the shards' --multiple",
+@click.option("--multiple", type=bounded(limits.MULTIPLE), default=None, show_default="the shards' --multiple",
               help="Round every split size down (never up) to a multiple of this; 1 keeps every drawing.")
-@click.option("--seed", type=int, default=None, show_default="the shards' --seed", help="Shuffle seed.")
+@click.option("--seed", type=bounded(limits.SEED), default=None, show_default="the shards' --seed", help="Shuffle seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
 @handle_errors

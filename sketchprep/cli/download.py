@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from .app import handle_errors, main, progress_bar
+from .. import limits
+from .app import bounded, handle_errors, main, progress_bar
 
 
 @main.group()
@@ -32,7 +33,7 @@ def download():
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, show_default=False, metavar="DIR",
               help="Cache folder [default: $SKETCHPREP_CACHE, else ~/.cache/sketchprep].")
 @click.option("--no-cache", is_flag=True, help="Download straight into --output, keeping no copy in the cache.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, metavar="SECONDS",
+@click.option("--timeout", type=bounded(limits.TIMEOUT), default=60.0, metavar="SECONDS",
               help="Give up on a server that sends nothing for this long (a cut transfer is resumed 3 times).")
 @click.option("--list", "list_words", is_flag=True, help="Print the 345 words, one per line, and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no summary.")

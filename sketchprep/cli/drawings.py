@@ -5,6 +5,9 @@ import os
 
 import click
 
+from .. import limits
+from .app import Checked, bounded
+
 
 TEMPERATURE_HELP = ("Sampling temperature tau: pi and the pen state from softmax(logits / tau); sigma x tau "
                      "(the reference code's form; --sigma-form paper: sigma x sqrt(tau), i.e. variance x tau).")
@@ -16,13 +19,14 @@ def sampling_options(encodes: bool = True):
         click.option("--greedy", is_flag=True, help="Most likely component, pen state and offset (no randomness)."),
         click.option("--sigma-form", type=click.Choice(["code", "paper"]), default="code",
                      help="How tau scales the offsets' Gaussians: sigma*tau (code) or sigma*sqrt(tau) (paper)."),
-        click.option("--seed", type=int, default=0, help="Seed of every random draw."),
+        click.option("--seed", type=bounded(limits.SEED), default=0, help="Seed of every random draw."),
         click.option("--sampled-z", is_flag=True,
                      help="Encode to z = mu + sigma*eps (the reference notebook) instead of mu.") if encodes else None,
         click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
                      help="Which checkpoint of a run folder to use."),
-        click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto."),
-        click.option("--columns", type=int, default=None, help="Drawings per row of the grid."),
+        click.option("--device", type=Checked("sketchprep.limits:check_device"), default="cpu",
+                     help="cpu, cuda, cuda:N, mps or auto."),
+        click.option("--columns", type=bounded(limits.COLUMNS), default=None, help="Drawings per row of the grid."),
     ]
 
     def decorate(fn):

@@ -5,7 +5,8 @@ import os
 
 import click
 
-from .app import handle_errors, main, need_torch
+from .. import limits
+from .app import bounded, handle_errors, main, need_torch
 from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
 
 
@@ -13,7 +14,7 @@ from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options,
 @click.argument("source", metavar="MODEL", type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder to write (latest.pt, hparams.json), as `train --out` leaves it.")
-@click.option("--scale-factor", type=float, default=None, show_default="from --data, else 1.0",
+@click.option("--scale-factor", type=bounded(limits.SCALE_FACTOR), default=None, show_default="from --data, else 1.0",
               help="Data units (pixels) per model unit: the normalising scale factor of the data set the "
                    "model was trained on (Magenta's checkpoints do not store it).")
 @click.option("--data", "data", multiple=True, metavar="DATA.npz",
@@ -44,8 +45,6 @@ def import_(source, out_dir, scale_factor, data, overwrite):
 
     if scale_factor is not None and data:
         raise click.UsageError("give --scale-factor or --data, not both")
-    if scale_factor is not None and not (scale_factor > 0 and scale_factor < float("inf")):
-        raise click.UsageError("--scale-factor must be a number > 0")
     from ..outputs import check_outside_runs, folder_lock
 
     check_outside_runs(out_dir, [source], option="--out")
@@ -71,7 +70,7 @@ def import_(source, out_dir, scale_factor, data, overwrite):
 @click.option("--html", "html_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
               help="Write a drawing page here instead (index.html, app.js, the sampler, model.gen.json).")
 @click.option("--name", default=None, show_default="the run folder's name", help="info.name in the file.")
-@click.option("--scale", "scale", type=float, default=None, show_default="the run's scale factor",
+@click.option("--scale", "scale", type=bounded(limits.SCALE_FACTOR), default=None, show_default="the run's scale factor",
               help="info.scale_factor in the file: data units (pixels) per model unit.")
 @click.option("--runtime-js", default=None, type=click.Path(dir_okay=False), metavar="magentasketch.js",
               help="With --html: run the page on this @magenta/sketch bundle (copied in) instead of the "
@@ -104,8 +103,6 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
         raise click.UsageError("give -o MODEL.gen.json or --html DIR (one of them)")
     if runtime_js is not None and html_dir is None:
         raise click.UsageError("--runtime-js goes with --html")
-    if scale is not None and not (0 < scale < float("inf")):
-        raise click.UsageError("--scale must be a number > 0")
     if output is not None and not output.lower().endswith(".json"):
         raise click.UsageError(f"-o {output}: the model file must end in .json (e.g. model.gen.json)")
     from ..outputs import check_output
@@ -135,11 +132,11 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
 @click.option("--prefix", "prefix", required=True, metavar="DRAWING",
               help="The partial drawing: an .svg or .ndjson(.gz) file (its first drawing, normalised as convert "
                    "made the run's data) or [FILE.npz:]SPLIT:INDEX (FILE defaults to the run's first dataset).")
-@click.option("--keep", type=int, default=None, help="Cut the prefix after this many points.")
+@click.option("--keep", type=bounded(limits.ROWS), default=None, help="Cut the prefix after this many points.")
 @click.option("-o", "--output", required=True,
               help="out.svg / .png (a grid: the prefix, then the completions) or .npz (the completions, in 'test').")
-@click.option("-n", "count", type=int, default=8, help="Number of completions.")
-@click.option("--temperature", "-t", type=float, default=0.4, help=TEMPERATURE_HELP)
+@click.option("-n", "count", type=bounded(limits.DRAWINGS), default=8, help="Number of completions.")
+@click.option("--temperature", "-t", type=bounded(limits.TEMPERATURE), default=0.4, help=TEMPERATURE_HELP)
 @sampling_options(encodes=False)
 @handle_errors
 def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_form, seed, checkpoint, device,
@@ -160,10 +157,6 @@ def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_f
     from sketchrnn.sample import complete as run_complete
     from sketchrnn.sample import load_run, read_prefix
 
-    if count < 1:
-        raise click.UsageError("-n must be >= 1")
-    if keep is not None and keep < 1:
-        raise click.UsageError("--keep must be >= 1")
     inputs = [run_path] + ([prefix] if os.path.isfile(prefix) else [prefix.rsplit(":", 2)[0]])
     check_drawings_output(output, inputs, run=run_path)
     run = load_run(run_path, device, checkpoint)

@@ -6,14 +6,16 @@ import os
 
 import click
 
-from .app import default_workers, handle_errors, limit_option, progress_bar, main
+from .. import limits
+from ..errors import OptionError
+from .app import bounded, default_workers, handle_errors, limit_option, progress_bar, main
 
 
 @main.command(context_settings={"show_default": True})
 @click.argument("path", metavar="DATA.npz", type=click.Path(exists=True, dir_okay=False))
-@click.option("--max-len", type=click.IntRange(min=1), default=250,
+@click.option("--max-len", type=bounded(limits.ROWS), default=250,
               help="Longest sketch allowed, in stroke-3 rows (longer ones are errors).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100,
+@click.option("--batch-size", type=bounded(limits.BATCH), default=100,
               help="Training batch size: a split smaller than it is an error, one that is not a multiple a warning.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @handle_errors
@@ -52,13 +54,13 @@ def validate(path, max_len, batch_size, as_json):
 def _raw_input_options(fn):
     """The convert options that decide what raw inputs turn into (stats and render on .ndjson/.svg)."""
     options = [
-        click.option("--epsilon", type=click.FloatRange(min=0), default=2.0,
+        click.option("--epsilon", type=bounded(limits.EPSILON), default=2.0,
                      help="Raw inputs: RDP tolerance, as in convert."),
         click.option("--distance", type=click.Choice(["line", "segment"]), default="line",
                      help="Raw inputs: RDP distance, as in convert."),
-        click.option("--max-len", type=click.IntRange(min=1), default=250,
+        click.option("--max-len", type=bounded(limits.ROWS), default=250,
                      help="Raw inputs: longest sketch convert keeps, in stroke-3 rows."),
-        click.option("--size", type=click.FloatRange(min=0), default=255.0,
+        click.option("--size", type=bounded(limits.SIZE), default=255.0,
                      help="Raw inputs: larger extent of each drawing after normalising, as in convert."),
         click.option("--fit", is_flag=True, help="Raw inputs: re-simplify too-long sketches, as convert --fit."),
         lambda f: limit_option(f, expose=False, prefix="Raw inputs: "),
@@ -141,9 +143,9 @@ def _index_list(values) -> list[int]:
         for part in str(value).split(","):
             if part.strip():
                 try:
-                    out.append(int(part))
-                except ValueError:
-                    raise click.BadParameter(f"{part!r} is not an integer", param_hint="--index") from None
+                    out.append(limits.INDEX.parse(part, "--index"))
+                except OptionError as e:
+                    raise click.UsageError(e.message) from None
     return out
 
 
@@ -153,16 +155,16 @@ def _index_list(values) -> list[int]:
               help="The grid to write: .svg (no dependency) or .png.")
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default=None, show_default="test",
               help="Split of DATA.npz to draw from.")
-@click.option("-n", "count", type=click.IntRange(min=1), default=64, help="How many drawings, chosen at random.")
-@click.option("--seed", type=int, default=0, help="Seed of the random choice.")
+@click.option("-n", "count", type=bounded(limits.DRAWINGS), default=64, help="How many drawings, chosen at random.")
+@click.option("--seed", type=bounded(limits.SEED), default=0, help="Seed of the random choice.")
 @click.option("--index", "indices", multiple=True, metavar="I[,J...]",
               help="Draw these drawings (0-based, repeatable or comma-separated) instead of a random choice.")
-@click.option("--columns", type=click.IntRange(min=1), default=None, show_default="a square-ish grid",
+@click.option("--columns", type=bounded(limits.COLUMNS), default=None, show_default="a square-ish grid",
               help="Drawings per row.")
-@click.option("--cell", type=click.FloatRange(min=8), default=128.0, help="Side of each drawing's cell, in pixels.")
+@click.option("--cell", type=bounded(limits.CELL), default=128.0, help="Side of each drawing's cell, in pixels.")
 @click.option("--color-by-stroke", is_flag=True, help="Colour strokes by drawing order, red (first) to violet (last).")
 @click.option("--labels", is_flag=True, help="Write each drawing's index (and class) and row count under it.")
-@click.option("--compare", type=click.FloatRange(min=0, min_open=True), default=None, metavar="EPS",
+@click.option("--compare", type=bounded(limits.COMPARE), default=None, metavar="EPS",
               help="Draw each drawing beside its RDP simplification at EPS, with both point counts.")
 @_raw_input_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")

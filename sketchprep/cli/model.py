@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from .app import command_line, expand_data, handle_errors, main, need_torch, progress_bar
+from .. import limits
+from .app import Checked, bounded, command_line, expand_data, handle_errors, main, need_torch, progress_bar
 from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
 
 
@@ -55,25 +56,26 @@ def _list_presets(ctx, param, value):
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--allow-data-change", is_flag=True,
               help="With --resume: continue although the data files differ from those the run was trained on.")
-@click.option("--max-steps", type=int, default=None, show_default="num_steps",
+@click.option("--max-steps", type=bounded(limits.STEPS), default=None, show_default="num_steps",
               help="Stop after this many steps in total (counting the steps of a resumed run).")
-@click.option("--max-time", default=None, metavar="DURATION",
+@click.option("--max-time", type=Checked("sketchprep.limits:parse_duration"), default=None, metavar="DURATION",
               help="Stop after this much wall-clock time (45m, 1h30m, 20s or seconds), with latest.pt saved.")
-@click.option("--patience", type=int, default=0,
+@click.option("--patience", type=bounded(limits.PATIENCE), default=0,
               help="Early stopping: stop after this many evaluations without a better valid cost; 0 never stops.")
-@click.option("--samples", "n_samples", type=int, default=16,
+@click.option("--samples", "n_samples", type=bounded(limits.GRID_SAMPLES), default=16,
               help="Drawings in the grid written to OUT/samples/ at every evaluation; 0 writes none.")
-@click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+@click.option("--device", type=Checked("sketchprep.limits:check_device"), default="auto",
+              help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
 @click.option("--rnn-impl", type=click.Choice(["auto", "fast", "fused", "loop", "compile"]), default="auto",
               help="How the RNNs run (same results up to rounding): auto = PyTorch's fused LSTM kernel where the "
                    "cell allows it (lstm without recurrent dropout), else fast = the whole sequence at once with "
                    "a hand-written backward (lstm, layer_norm), else loop = a Python loop over the cell step; "
                    "compile = that step compiled by torch.compile (faster than loop for hyper on CPU, after up "
                    "to a minute of compiling).")
-@click.option("--threads", type=int, default=1,
+@click.option("--threads", type=bounded(limits.THREADS), default=1,
               help="CPU threads for torch. One is never much slower than more on a small or shared machine and "
                    "often much faster (docs/training.md); 0 = torch's default (one per core).")
-@click.option("--log-every", type=int, default=20, help="Steps between log lines.")
+@click.option("--log-every", type=bounded(limits.STEPS), default=20, help="Steps between log lines.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no log lines.")
 @handle_errors
 def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max_steps, max_time, patience, n_samples,
@@ -102,14 +104,8 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
     from sketchrnn.train import parse_duration, train as run_train
 
     data = expand_data(data)
-    if threads < 0:
-        raise click.UsageError("--threads must be >= 0 (0: torch's default)")
     if threads:
         torch.set_num_threads(threads)
-    if log_every < 1:
-        raise click.UsageError("--log-every must be >= 1")
-    if n_samples < 0:
-        raise click.UsageError("--samples must be >= 0")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     if allow_data_change and not resume:
@@ -168,8 +164,8 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
 @main.command(context_settings={"show_default": True})
 @click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, help="samples.svg / .png (a grid) or .npz (the drawings, in 'test').")
-@click.option("-n", "count", type=int, default=16, help="Number of drawings.")
-@click.option("--temperature", "-t", type=float, default=0.4, help=TEMPERATURE_HELP)
+@click.option("-n", "count", type=bounded(limits.DRAWINGS), default=16, help="Number of drawings.")
+@click.option("--temperature", "-t", type=bounded(limits.TEMPERATURE), default=0.4, help=TEMPERATURE_HELP)
 @click.option("--reconstruct", "condition", metavar="[FILE.npz:]SPLIT:INDEX", default=None,
               help="Encode this drawing (FILE defaults to the run's first dataset) and decode it n times; the "
                    "grid starts with the original.")
@@ -192,8 +188,6 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
     need_torch()
     from sketchrnn.sample import empty_note, load_run, read_drawing, reconstruct, sample as run_sample
 
-    if count < 1:
-        raise click.UsageError("-n must be >= 1")
     check_drawings_output(output, run=run_path)
     run = load_run(run_path, device, checkpoint)
     labels = None
@@ -219,8 +213,8 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
 @click.argument("first", metavar="A")
 @click.argument("second", metavar="B")
 @click.option("-o", "--output", required=True, help="morph.svg / .png (one row) or .npz.")
-@click.option("--steps", type=int, default=10, help="Drawings from A to B, both ends included.")
-@click.option("--temperature", "-t", type=float, default=0.1, help=TEMPERATURE_HELP)
+@click.option("--steps", type=bounded(limits.INTERPOLATION_STEPS), default=10, help="Drawings from A to B, both ends included.")
+@click.option("--temperature", "-t", type=bounded(limits.TEMPERATURE), default=0.1, help=TEMPERATURE_HELP)
 @click.option("--lerp", is_flag=True, help="Linear instead of spherical interpolation of the latent codes.")
 @click.option("--show-inputs", is_flag=True, help="Put A and B themselves at the ends of the row.")
 @sampling_options()

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .app import handle_errors, main
+from .app import handle_errors, main, option_label
 
 
 @main.group()
@@ -22,6 +22,28 @@ def _step_options() -> dict[str, set[str]]:
     return {step: {o.lstrip("-").replace("-", "_") for p in main.commands[step].params
                    if isinstance(p, click.Option) for o in p.opts + p.secondary_opts}
             for step in STEPS if step in main.commands}
+
+
+def _check_value(step: str, key: str, value) -> str | None:
+    """A recipe value through its option's own type and callback, as the step's command line will give it
+    (`render.cell = nan` is refused like `render --cell nan`, before any step runs)."""
+    command = main.commands[step]
+    flag = key.replace("_", "-")
+    param = next((p for p in command.params if isinstance(p, click.Option)
+                  and any(o.lstrip("-") == flag for o in p.opts + p.secondary_opts)), None)
+    if param is None or param.is_flag or value is True or value is False:
+        return None
+    texts = [str(v) for v in (value if isinstance(value, list) else [value])]
+    ctx = click.Context(command)
+    try:
+        converted = [param.type.convert(t, param, ctx) for t in texts]
+        if param.callback is not None:
+            param.callback(ctx, param, tuple(converted) if param.multiple else converted[-1])
+    except click.UsageError as e:
+        label = option_label(param)
+        words = e.message[len(label):] if e.message.startswith(label) else f": {e.message}"
+        return f"{step}.{key}{words}"
+    return None
 
 
 @pipeline.command("run")
@@ -50,7 +72,8 @@ def pipeline_run(recipe, out_dir, inputs, sets, force):
     from ..outputs import sigterm_raises
     from ..pipeline import REPORT_FILE, load_recipe, output_dir, run
 
-    loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs), options=_step_options())
+    loaded = load_recipe(recipe, sets=list(sets), inputs=list(inputs), options=_step_options(),
+                         check_value=_check_value)
     out = str(output_dir(loaded, out_dir))
     live = sys.stderr.isatty()
     started = set()
