@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -41,9 +42,9 @@ def read_metrics(run: str | os.PathLike) -> list[dict]:
                     row = json.loads(line)
                 except ValueError:
                     raise InputError("not a JSON line (is this a `train` metrics.jsonl?)", path=path, line=n) from None
-                if not isinstance(row, dict) or "split" not in row or "step" not in row:
-                    raise InputError("a row without split and step (is this a `train` metrics.jsonl?)",
-                                     path=path, line=n)
+                problem = _row_problem(row)
+                if problem:
+                    raise InputError(f"{problem} (is this a `train` metrics.jsonl?)", path=path, line=n)
                 rows.append(row)
     except FileNotFoundError:
         raise InputError(f"no {METRICS} here: give a `sketchprep train --out` folder", path=str(run)) from None
@@ -52,13 +53,35 @@ def read_metrics(run: str | os.PathLike) -> list[dict]:
     return rows
 
 
+DRAWN = ("cost", "r_cost", "kl")   # what the curves draw from a train or valid row
+
+
+def _number(value) -> bool:   # NaN and infinity too: a diverged evaluation is drawn as a gap, not refused
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _row_problem(row) -> str | None:
+    """What makes a metrics row unusable (None when nothing): every field the curves read, typed."""
+    if not isinstance(row, dict) or not isinstance(row.get("split"), str) or "step" not in row:
+        return "a row without split and step"
+    step = row["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step {step!r:.40} is not a whole number >= 0"
+    if row["split"] in ("train", "valid") and any(k in row for k in DRAWN):
+        for key in DRAWN + (("kl_weight",) if "kl_weight" in row else ()):
+            if not _number(row.get(key)):
+                return (f"a {row['split']} row without '{key}'" if key not in row else
+                        f"{key} {row[key]!r:.40} is not a number")
+    return None
+
+
 def plot_curves(run: str | os.PathLike, output: str | os.PathLike, title: str | None = None) -> CurvesResult:
     """Draw a run's loss curves into `output` (.png, .svg or .pdf: matplotlib's format from the extension)."""
     fmt = os.path.splitext(str(output))[1].lstrip(".").lower()
     if fmt not in FORMATS:
         raise OptionError(f"-o {output}: the picture must end in {', '.join('.' + f for f in FORMATS)}")
     rows = read_metrics(run)
-    train = [r for r in rows if r["split"] == "train" and "r_cost" in r]
+    train = [r for r in rows if r["split"] == "train" and "r_cost" in r]   # every field checked by read_metrics
     valid = [r for r in rows if r["split"] == "valid" and "r_cost" in r]
     if not train and not valid:
         raise InputError("no train or valid rows yet: the run has not logged a step", path=str(run))
@@ -73,7 +96,8 @@ def plot_curves(run: str | os.PathLike, output: str | os.PathLike, title: str | 
     top.plot([r["step"] for r in train], [r["r_cost"] for r in train], lw=0.8, color="#9bb7d4", label="train recon")
     top.plot([r["step"] for r in valid], [r["r_cost"] for r in valid], "o-", ms=3, lw=1.4, color="#1f4e8c",
              label="valid recon")
-    best = min(valid, key=lambda r: r["cost"]) if valid else None
+    finite = [r for r in valid if math.isfinite(r["cost"])]
+    best = min(finite, key=lambda r: r["cost"]) if finite else None
     if best:
         top.axvline(best["step"], color="#999", lw=0.8, ls=":")
         top.annotate(f"best valid cost {best['cost']:.3f}\n(recon {best['r_cost']:.3f}) at step {best['step']}",

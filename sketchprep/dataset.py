@@ -504,9 +504,32 @@ def read_meta(arr: np.ndarray) -> tuple[dict, LayoutProblem | None]:
         classes = meta.get("classes")
         if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
             raise ValueError("meta.classes is not a list of strings")
-    except (ValueError, TypeError, RecursionError) as e:
+        if "options" in meta:
+            check_meta_options(meta["options"])
+    except (ValueError, TypeError, RecursionError, OptionError) as e:
         return {}, LayoutProblem("bad_meta", "meta", f"meta: {e}", FIX_META)
     return meta, None
+
+
+def check_meta_options(options) -> None:
+    """meta.options, the convert options a dataset was made with: an object whose fields that are read back
+    (to normalise a drawing as the dataset's were: `complete --prefix`, `export --html`) are within the
+    bounds the options have on the command line. Other fields are left alone (a newer sketchprep may add
+    some); `limits` is never read back: a file cannot raise the tool's own bounds."""
+    from .limits import EPSILON, RESAMPLE_SPACING, ROWS, SIZE
+    from .simplify import DISTANCES
+
+    if not isinstance(options, dict):
+        raise ValueError(f"meta.options is a {type(options).__name__}, not an object")
+    for key, bound in (("epsilon", EPSILON), ("size", SIZE), ("max_len", ROWS), ("resample_spacing", RESAMPLE_SPACING)):
+        if key in options:
+            value = options[key]
+            bound.parse(value if isinstance(value, (int, float)) else repr(value), f"meta.options.{key}")
+    if "distance" in options and options["distance"] not in DISTANCES:
+        raise ValueError(f"meta.options.distance must be one of {', '.join(DISTANCES)}, "
+                         f"not {options['distance']!r:.40}")
+    if "include_fills" in options and not isinstance(options["include_fills"], bool):
+        raise ValueError("meta.options.include_fills must be true or false")
 
 
 def extra_key_problem(arr: np.ndarray, split: str, suffix: str, count: int | None,

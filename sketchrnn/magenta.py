@@ -32,8 +32,10 @@ import numpy as np
 
 from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.files import SMALL_FILE_BYTES, read_bytes
+from sketchprep.limits import SCALE_FACTOR, Bound, value_text
 
 from .tf_checkpoint import TFCheckpoint
+from .checkpoint import MAX_STEP
 
 TF_GATES = ("i", "j", "f", "o")      # the reference's column blocks (rnn.py LSTMCell.__call__)
 TORCH_GATES = ("i", "f", "j", "o")   # this package's row blocks (PyTorch's i, f, g, o with g = j)
@@ -329,6 +331,21 @@ def _find_var(ckpt: TFCheckpoint, suffix: str) -> str | None:
 
 
 TF_ADAM_BETAS = (0.9, 0.999)  # tf.train.AdamOptimizer's defaults, which the reference keeps
+STEP = Bound(0, MAX_STEP, whole=True)   # global_step
+BETA_POWER = Bound(0, 1)                 # beta^(n+1) after n updates: underflows to 0, never above 1
+
+
+def _scalar(ckpt: TFCheckpoint, name: str, bound: Bound) -> float:
+    """A scalar variable (global_step, beta1_power, beta2_power), checked: one number within `bound`."""
+    a = ckpt.read(name)
+    if a.size != 1 or a.dtype.kind not in "iuf":
+        raise MagentaImportError(f"{name} must be one number, not a {a.dtype} array of shape {a.shape}",
+                                 path=ckpt.index_path)
+    value = a.reshape(()).item()
+    try:
+        return float(bound.parse(value, name))
+    except OptionError as e:
+        raise MagentaImportError(e.message, path=ckpt.index_path) from None
 
 
 def _adam_updates(ckpt: TFCheckpoint, b1: str, b2: str | None, global_step: int) -> int:
@@ -336,9 +353,10 @@ def _adam_updates(ckpt: TFCheckpoint, b1: str, b2: str | None, global_step: int)
     after each update (beta^(n+1) after n updates); torch counts n in `step`. beta2_power is used
     first: it underflows float32 only after ~100k updates (beta1_power after ~1k); past that the bias
     corrections are 1 either way and global_step stands in."""
+    powers = {name: _scalar(ckpt, name, BETA_POWER) for name in (b1, b2) if name is not None}  # both checked
     for name, beta in ((b2, TF_ADAM_BETAS[1]), (b1, TF_ADAM_BETAS[0])):
         if name is not None:
-            power = float(ckpt.read(name))
+            power = powers[name]
             if 0.0 < power < 1.0:
                 return max(round(math.log(power) / math.log(beta)) - 1, 0)
     return max(global_step, 0)
@@ -359,6 +377,8 @@ def read_magenta(path: str | os.PathLike, gate_order: tuple[str, ...] = TF_GATES
             config = json.loads(read_bytes(config_path, "a model_config.json", SMALL_FILE_BYTES))
         except ValueError as e:
             raise MagentaImportError(f"not JSON ({e})", path=config_path) from None
+        except RecursionError:
+            raise MagentaImportError("not a model config: JSON nested too deeply", path=config_path) from None
     arch = architecture(shapes, source=ckpt.index_path)
     hps, notes = hparams_from_config(config, arch, source=config_path or "model_config.json")
 
@@ -378,7 +398,7 @@ def read_magenta(path: str | os.PathLike, gate_order: tuple[str, ...] = TF_GATES
     model.load_state_dict(state)
 
     step_name = _find_var(ckpt, "global_step")
-    step = int(ckpt.read(step_name)) if step_name else 0
+    step = int(_scalar(ckpt, step_name, STEP)) if step_name else 0
     opt_state = None
     m_slots = {m.tf: _find_var(ckpt, m.tf + "/Adam") for m in vmap}
     v_slots = {m.tf: _find_var(ckpt, m.tf + "/Adam_1") for m in vmap}
@@ -414,7 +434,8 @@ def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_f
     Without `optimizer_state`, Adam starts fresh on resume (an empty torch Adam state)."""
     import torch
 
-    from .checkpoint import BEST, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST, save_checkpoint, write_hparams
+    from .checkpoint import (BEST, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST, checkpoint_problem,
+                             save_checkpoint, write_hparams)
     from .model import SketchRNN
 
     out = Path(out_dir)
@@ -423,8 +444,8 @@ def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_f
     held = [n for n in (LATEST, BEST) if (out / n).exists()]
     if held and not overwrite:
         raise OptionError(f"--out {out} already holds a run ({held[0]}); choose another folder or add --overwrite")
-    if not (isinstance(scale_factor, (int, float)) and math.isfinite(scale_factor) and scale_factor > 0):
-        raise OptionError(f"scale factor must be a number > 0, got {scale_factor!r}")
+    scale_factor = SCALE_FACTOR.parse(scale_factor if isinstance(scale_factor, (int, float)) else repr(scale_factor),
+                                      "the scale factor")
     model = SketchRNN(hps)
     model.load_state_dict(state_dict)     # checks names and shapes once more
     if optimizer_state is None:
@@ -435,6 +456,9 @@ def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_f
             "best_valid_cost": math.inf, "best_step": None, "evals_since_best": 0, "seed": hps.seed,
             "world_size": 1, "data_files": [os.path.abspath(p) for p in (data_files or [])], "classes": [],
             "torch_version": str(torch.__version__), "imported_from": str(source)}
+    problem = checkpoint_problem(ckpt)   # what loading the run will check: never write a run that does not load
+    if problem:
+        raise MagentaImportError(f"the model cannot become a run: {problem}", path=str(source))
     out.mkdir(parents=True, exist_ok=True)
     if overwrite and (out / BEST).exists():
         os.unlink(out / BEST)             # a stale best.pt would shadow the imported model in `sample`

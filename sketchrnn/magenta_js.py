@@ -35,10 +35,12 @@ import orjson
 import torch
 
 from sketchprep.dataset import atomic_output
-from sketchprep.errors import SketchprepError
+from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.files import changed_while_read, open_regular
+from sketchprep.limits import ROWS, SCALE_FACTOR, Bound, value_text
 
 from .model import HParams
+from .checkpoint import MAX_STEP
 
 JS_MIXTURES = 20        # the runtime's NMIXTURE
 MAX_WEIGHT = 10.0       # the runtime's maxWeight: w = MAX_WEIGHT * q / Q_MAX
@@ -164,6 +166,32 @@ def _fail(path, what: str) -> ModelFormatError:
                             f"`export` output or a pretrained .gen.json)", path=str(path))
 
 
+# The fields of `info` that are read, with what each must be: scale_factor is required; the others
+# (max_seq_len, name: the format's; step, notes: written by other converters) are optional.
+_INFO_NUMBERS = {"scale_factor": SCALE_FACTOR, "max_seq_len": ROWS, "step": Bound(0, MAX_STEP, whole=True)}
+
+
+def checked_info(info: dict, path: str = "model") -> dict:
+    """`info` with every field that is used checked (one error naming the field otherwise)."""
+    out = dict(info)
+    if "scale_factor" not in info:
+        raise _fail(path, "info.scale_factor is missing")
+    for key, bound in _INFO_NUMBERS.items():
+        if key in info:
+            value = info[key]
+            try:   # text is not a number here (a JSON string "250" is not 250)
+                out[key] = bound.parse(value if isinstance(value, (int, float)) else repr(value), f"info.{key}")
+            except OptionError as e:
+                raise _fail(path, e.message) from None
+    if "name" in info and not (isinstance(info["name"], str) and len(info["name"]) <= 1000):
+        raise _fail(path, f"info.name must be a string of at most 1000 characters, not {value_text(info['name'])}")
+    notes = info.get("notes", [])
+    if not (isinstance(notes, list) and len(notes) <= 100
+            and all(isinstance(n, str) and len(n) <= 1000 for n in notes)):
+        raise _fail(path, f"info.notes must be a list of at most 100 strings, not {value_text(notes)}")
+    return out
+
+
 def parse_js_model(obj, path: str = "model") -> tuple[HParams, dict, float, dict]:
     """A parsed `[info, shapes, weights]` -> (HParams, state_dict of float32 tensors, scale_factor, info)."""
     if not (isinstance(obj, list) and len(obj) == 3 and isinstance(obj[0], dict) and isinstance(obj[1], list)
@@ -173,9 +201,8 @@ def parse_js_model(obj, path: str = "model") -> tuple[HParams, dict, float, dict
     if len(shapes) != 5 or len(strings) != 5:
         raise _fail(path, f"expected 5 weights (output kernel and bias, LSTM kernels and bias), found "
                           f"{len(strings)} with {len(shapes)} shapes")
-    sf = info.get("scale_factor")
-    if isinstance(sf, bool) or not isinstance(sf, (int, float)) or not (math.isfinite(sf) and sf > 0):
-        raise _fail(path, f"info.scale_factor must be a number > 0, got {sf!r}")
+    info = checked_info(info, path)
+    sf = info["scale_factor"]
     for i, s in enumerate(shapes):
         if not (isinstance(s, list) and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 1 << 20
                                             for d in s) and len(s) in (1, 2)):
@@ -203,9 +230,7 @@ def parse_js_model(obj, path: str = "model") -> tuple[HParams, dict, float, dict
         arrays.append(dequantize(np.frombuffer(raw, dtype="<i2")).reshape(shape))
     out_k, out_b, k_ih, k_hh, b = arrays
     hps = HParams(conditional=False, dec_model="lstm", dec_rnn_size=h, num_mixture=JS_MIXTURES,
-                  max_seq_len=int(info["max_seq_len"]) if isinstance(info.get("max_seq_len"), int)
-                  and info["max_seq_len"] > 0 else HParams.max_seq_len,
-                  use_recurrent_dropout=False)
+                  max_seq_len=info.get("max_seq_len", HParams.max_seq_len), use_recurrent_dropout=False)
     state = {"decoder.rnn.cell.weight_ih": _blocks(np.ascontiguousarray(k_ih.T), TF_TO_TORCH, 0),
              "decoder.rnn.cell.weight_hh": _blocks(np.ascontiguousarray(k_hh.T), TF_TO_TORCH, 0),
              "decoder.rnn.cell.bias": _blocks(b, TF_TO_TORCH, 0),
@@ -266,16 +291,15 @@ def check_page_folder(folder: str | os.PathLike) -> None:
 def dataset_size(data_files: list[str], sample: int = 2000) -> float:
     """The box the run's drawings fill, in data units: convert's --size from the first dataset's metadata;
     for a dataset without it, the median larger extent of its first `sample` train drawings; 255
-    (convert's default) when neither is known."""
+    (convert's default) when neither is known or the file is gone. A damaged file is refused (its error)."""
     from sketchprep.dataset import load_dataset
 
     for path in data_files[:1]:
-        try:
-            ds = load_dataset(path)
-        except (SketchprepError, OSError, ValueError):  # the data moved: the default box
+        if not os.path.isfile(path):   # the data moved: the default box (a damaged file is an error)
             break
-        size = float((ds.meta.get("options") or {}).get("size") or 0)
-        if size > 0 and math.isfinite(size):
+        ds = load_dataset(path)        # checks meta.options.size (dataset.check_meta_options)
+        size = float(ds.meta.get("options", {}).get("size") or 0)
+        if size > 0:
             return size
         extents = []
         for s in ds.splits.get("train", [])[:sample]:

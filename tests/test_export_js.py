@@ -193,7 +193,7 @@ def test_wrong_shapes_and_truncated_weights_are_named():
         parse_js_model(bad)
     bad = json.loads(json.dumps(obj))
     bad[0]["scale_factor"] = 0
-    with pytest.raises(ModelFormatError, match="scale_factor must be a number > 0"):
+    with pytest.raises(ModelFormatError, match="info.scale_factor must be a number from 0.000001 to 1000000, not 0"):
         parse_js_model(bad)
 
 
