@@ -205,14 +205,35 @@ def _meta_path(target: Path) -> Path:
     return target.with_name(target.name + ".json")
 
 
+_RECORD_FIELDS = {"url": (str,), "size": (int, type(None)), "md5": (str, type(None)), "etag": (str, type(None)),
+                  "size_checked": (bool,)}
+
+
+def _read_record(path: Path) -> dict:
+    """A download record (`X.json` beside a download or its `.part`), or {} when it is missing, unreadable
+    or damaged (not an object, or a field of the wrong type): the download then starts over."""
+    try:
+        record = json.loads(files.read_bytes(path, "a download record", files.SMALL_FILE_BYTES))
+    except (OSError, ValueError, SketchprepError):
+        return {}
+    if not isinstance(record, dict) or not all(_typed(record[key], types) for key, types in _RECORD_FIELDS.items()
+                                               if key in record):
+        return {}
+    return record
+
+
+def _typed(value, types: tuple) -> bool:
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))  # True is an int too
+
+
 def _cached(word: str, url: str, target: Path) -> Fetched | None:
     """A complete earlier download of the same URL (its record says so and the size agrees), else None."""
+    meta = _read_record(_meta_path(target))
     try:
-        meta = json.loads(files.read_bytes(_meta_path(target), "a download record", files.SMALL_FILE_BYTES))
         st = target.lstat()
-    except (OSError, ValueError, SketchprepError):
+    except OSError:
         return None
-    if not stat.S_ISREG(st.st_mode) or not isinstance(meta, dict):  # a link planted in the cache is not a file
+    if not meta or not stat.S_ISREG(st.st_mode):  # a link planted in the cache is not a file
         return None
     size = st.st_size
     if meta.get("url") != url or meta.get("size") != size:
@@ -273,10 +294,7 @@ class _Retry(Exception):
 def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, desc: str) -> dict:
     """Continue `part` from its current size (or start it) and return what the server said about the file."""
     have = part.stat().st_size if part.exists() else 0
-    try:
-        known = json.loads(files.read_bytes(part_meta, "a download record", files.SMALL_FILE_BYTES)) if have else {}
-    except (OSError, ValueError, SketchprepError):
-        known = {}
+    known = _read_record(part_meta) if have else {}
     if have and known.get("url") != url:
         have, known = 0, {}  # a .part of something else: start over
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}

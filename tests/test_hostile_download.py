@@ -213,3 +213,24 @@ def test_symlinked_records_and_outputs_are_replaced_not_written_through(tmp_path
     assert not os.path.lexists(tmp_path / "cache/quickdraw/simplified/cat.ndjson.part.json")
     assert (tmp_path / "victim1").read_bytes() == VICTIM and (tmp_path / "victim2").read_bytes() == VICTIM
     assert not (tmp_path / "out" / "cat.ndjson").is_symlink() and (tmp_path / "out" / "cat.ndjson").read_bytes() == body
+
+
+@pytest.mark.parametrize("record", ['[1, 2]', '"a string"', '{"url": ["not", "a", "url"], "size": 5}',
+                                    '{"url": "URL", "size": "5"}', '{"url": "URL", "size": true}',
+                                    '{"url": "URL", "size": 1000, "etag": {"a": 1}}', '{"url": "URL", "md5": 7}'])
+def test_a_damaged_download_record_starts_over(tmp_path, bucket, record):  # noqa: F811
+    """A record beside a cached file or a .part that is not an object of typed fields (damaged, or written by
+    something else) is ignored: the file is fetched again from the start, never a traceback."""
+    body = _payload(20_000, 8)
+    bucket.files[CAT] = body
+    cache = _cache_dir(tmp_path)
+    (cache / "cat.ndjson.part").write_bytes(body[:1000])
+    (cache / "cat.ndjson.part.json").write_text(record.replace("URL", bucket.url + CAT))
+    (cache / "cat.ndjson").write_bytes(VICTIM)
+    (cache / "cat.ndjson.json").write_text(record.replace("URL", bucket.url + CAT))
+    run_case(tmp_path, _args(tmp_path, "cat", "--base-url", bucket.url), rc=0,
+             creates=("out/cat.ndjson", "cache/quickdraw/simplified/cat.ndjson",
+                      "cache/quickdraw/simplified/cat.ndjson.json", "cache/quickdraw/simplified/cat.ndjson.part",
+                      "cache/quickdraw/simplified/cat.ndjson.part.json"))
+    assert (tmp_path / "out" / "cat.ndjson").read_bytes() == body
+    assert [r for p, r in bucket.log] == [None]  # from the start: the damaged .part record is not trusted
