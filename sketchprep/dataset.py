@@ -44,7 +44,8 @@ _ALLOWED_GLOBALS = {
 }
 
 # The keys of the data contract. Nothing else in a file is ever decompressed (an unknown key costs nothing).
-CONTRACT_KEYS = (*SPLITS, *(f"{s}_ids" for s in SPLITS), *(f"{s}_labels" for s in SPLITS), "meta")
+CONTRACT_KEYS = (*SPLITS, *(f"{s}_ids" for s in SPLITS), *(f"{s}_labels" for s in SPLITS),
+                 *(f"{s}_times" for s in SPLITS), "meta")
 
 # Bounds on what a member may cost before any of it is read (from the zip directory and the .npy header).
 MAX_MEMBER_MB_ENV = "SKETCHPREP_NPZ_MAX_MB"          # largest uncompressed member, MiB
@@ -410,6 +411,8 @@ class SketchDataset:
     ids: split name -> (N,) unicode array of source ids, when the file has them.
     labels: split name -> (N,) int array of class indices into `classes`, when the file has them.
     meta: the decoded `meta` JSON object ({} when absent).
+    times: split name -> (R,) float64 time (ms) of every row of the split's sketches, one sketch after
+        another (`convert --keep-time`; NaN for sketches without times), when the file has them.
     """
 
     splits: dict[str, list[np.ndarray]]
@@ -417,10 +420,18 @@ class SketchDataset:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     path: str | None = None
+    times: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
         return list(self.meta.get("classes", []))
+
+    def sketch_times(self, split: str) -> list[np.ndarray] | None:
+        """The split's times cut per sketch ((n_i,) float64 views), or None when the file has none."""
+        if split not in self.times:
+            return None
+        lengths = np.fromiter((len(s) for s in self.splits[split]), dtype=np.int64, count=len(self.splits[split]))
+        return np.split(self.times[split], np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -556,14 +567,34 @@ def extra_key_problem(arr: np.ndarray, split: str, suffix: str, count: int | Non
                          f"in the same order (or drop {key})")
 
 
+def times_problem(arr: np.ndarray, split: str, rows: int | None) -> LayoutProblem | None:
+    """What is wrong with `<split>_times` (None when nothing): one float per row of the split's sketches,
+    each finite or NaN."""
+    key = f"{split}_times"
+    problem = None
+    if arr.dtype.kind != "f":
+        problem = f"is {arr.dtype}, not floats"
+    elif arr.ndim != 1:
+        problem = f"has shape {arr.shape}, not (R,)"
+    elif rows is not None and len(arr) != rows:
+        problem = f"has {len(arr)} entries for the {rows} rows of the {split} sketches"
+    elif np.isinf(arr).any():
+        problem = "holds infinite values"
+    if problem is None:
+        return None
+    return LayoutProblem("bad_times", key, f"{key} {problem}",
+                         f"write one time (ms, NaN for none) per row of the {split} sketches, one sketch after "
+                         f"another (or drop {key})")
+
+
 def load_dataset(path: str | os.PathLike, require_splits: bool = True) -> SketchDataset:
     """Load a sketch-rnn `.npz` (ours, Google's or hardmaru's) safely: the one loader every command uses.
 
     Only the contract's keys are read (see `read_npz` for the bounds). Sketches come back as stored (int
     or float (n, 3) arrays). Raises `DatasetFormatError` with the words `validate` uses when a split is
     missing (if `require_splits`), a split is not a 1-D array of (n, 3) numeric arrays, `meta` is not a
-    JSON object (or its `classes` not a list of strings), or `<split>_ids` / `<split>_labels` do not
-    match their split; `UnsafeFileError` for a pickle that asks for anything but numpy arrays.
+    JSON object (or its `classes` not a list of strings), or `<split>_ids` / `<split>_labels` /
+    `<split>_times` do not match their split; `UnsafeFileError` for a pickle that asks for anything but numpy arrays.
     """
     path = str(path)
     arrays = read_npz(path, keys=CONTRACT_KEYS)
@@ -594,4 +625,13 @@ def load_dataset(path: str | os.PathLike, require_splits: bool = True) -> Sketch
                 if problem:
                     raise problem.error(path)
                 into[s] = arrays[key]
-    return SketchDataset(splits, ids, labels, meta, path)
+    times = {}
+    for s in SPLITS:
+        key = f"{s}_times"
+        if key in arrays:
+            rows = sum(len(sk) for sk in splits[s]) if s in splits else None
+            problem = times_problem(arrays[key], s, rows)
+            if problem:
+                raise problem.error(path)
+            times[s] = arrays[key].astype(np.float64, copy=False)
+    return SketchDataset(splits, ids, labels, meta, path, times)

@@ -25,6 +25,7 @@ from .sources import Problem
 
 SHARD_FORMAT = "sketchprep-shard-2"   # 2: the header carries fingerprints of the inputs and of the kept data
 SHARD_KEYS = ("rows", "row_offsets", "ids", "labels", "order", "hashes", "header")
+OPTIONAL_SHARD_KEYS = ("times",)      # convert --keep-time: (R,) float64, one per row
 MAX_SHARDS = 100_000
 REDO = "Convert this shard again (sketchprep convert INPUT... OUT.npz --shard I/N)"
 
@@ -57,7 +58,7 @@ def inputs_fingerprint(files: list[str]) -> str:
 def content_fingerprint(arrays: dict[str, np.ndarray]) -> str:
     """sha256 of a shard's arrays (dtype, shape and bytes of each, in a fixed order)."""
     h = hashlib.sha256()
-    for key in SHARD_KEYS[:-1]:
+    for key in SHARD_KEYS[:-1] + tuple(k for k in OPTIONAL_SHARD_KEYS if k in arrays):
         arr = np.ascontiguousarray(arrays[key])
         h.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
         h.update(arr.tobytes())
@@ -69,6 +70,8 @@ def write_shard(path: str, collected: Collected, opts: ConvertOptions, shard: tu
     k, r = collected.kept, collected.report
     arrays = {"rows": k.rows, "row_offsets": k.row_offsets, "ids": k.ids, "labels": k.labels,
               "order": k.order, "hashes": k.hashes}
+    if k.times is not None:
+        arrays["times"] = k.times
     header = {
         "format": SHARD_FORMAT,
         "version": __version__,
@@ -146,12 +149,15 @@ def _check_arrays(arrays: dict[str, np.ndarray], header: dict, path: str) -> Non
     for key, kinds in (("ids", "US"), ("labels", "US"), ("order", "iu"), ("hashes", "iu")):
         arr = arrays[key]
         need(arr.ndim == 1 and len(arr) == n and arr.dtype.kind in kinds, f"'{key}' must hold one entry per sketch")
+    if "times" in arrays:
+        times = arrays["times"]
+        need(times.ndim == 1 and len(times) == len(rows) and times.dtype.kind == "f", "'times' must hold one float per row")
     need(content_fingerprint(arrays) == header["content_sha256"], "its data does not match its fingerprint")
 
 
 def read_shard(path: str) -> tuple[Collected, ConvertOptions, tuple[int, int], str]:
     """A shard file's kept sketches, options, (I, N) and inputs fingerprint, checked before use."""
-    arrays = read_npz(path, keys=SHARD_KEYS)
+    arrays = read_npz(path, keys=SHARD_KEYS + OPTIONAL_SHARD_KEYS)
     missing = [k for k in SHARD_KEYS if k not in arrays]
     if missing:
         raise DatasetFormatError(f"not a sketchprep shard file (no {', '.join(missing)}). {REDO}", path=path)
@@ -169,7 +175,8 @@ def read_shard(path: str) -> tuple[Collected, ConvertOptions, tuple[int, int], s
     except (TypeError, ValueError, KeyError, AttributeError, SketchprepError) as e:
         raise DatasetFormatError(f"damaged shard header: bad 'options' ({e}). {REDO}", path=path) from None
     kept = Kept(arrays["rows"], arrays["row_offsets"].astype(np.int64), arrays["ids"], arrays["labels"],
-                arrays["order"].astype(np.int64), arrays["hashes"].astype(np.uint64))
+                arrays["order"].astype(np.int64), arrays["hashes"].astype(np.uint64),
+                arrays["times"].astype(np.float64) if "times" in arrays else None)
     rep = header["report"]
     report = ConvertReport(read=rep["read"], dropped=Counter(rep["dropped"]), filtered=Counter(rep["filtered"]),
                            problems=[Problem(*p) for p in rep["problems"]], fitted=rep["fitted"],

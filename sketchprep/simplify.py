@@ -109,7 +109,8 @@ def simplify_flat(flat: FlatDrawings, epsilon: float, distance: str = "line") ->
     """RDP every stroke of a batch; strokes keep at least their first and last point."""
     keep = rdp_mask(flat.points, flat.stroke_offsets, epsilon, distance)
     kept = np.add.reduceat(keep, flat.stroke_offsets[:-1]) if len(keep) else np.zeros(0, np.int64)
-    return FlatDrawings(flat.points[keep], _offsets(kept), flat.drawing_offsets)
+    return FlatDrawings(flat.points[keep], _offsets(kept), flat.drawing_offsets,
+                        None if flat.times is None else flat.times[keep])
 
 
 def resample_flat(flat: FlatDrawings, spacing: float = 1.0) -> FlatDrawings:
@@ -126,6 +127,8 @@ def resample_flat(flat: FlatDrawings, spacing: float = 1.0) -> FlatDrawings:
     their last bits, and this is the variant that reproduces Google's simplified data best (see
     benchmarks/quickdraw_match.py --study).
 
+    With `flat.times`, each new point gets a time too (see `resampled_times`).
+
     flat.points: (P, 2) float64 -> a new FlatDrawings with the same strokes and drawings.
     """
     if not spacing > 0:
@@ -133,25 +136,71 @@ def resample_flat(flat: FlatDrawings, spacing: float = 1.0) -> FlatDrawings:
     pts = np.ascontiguousarray(flat.points, dtype=np.float64).reshape(-1, 2)
     offs = np.ascontiguousarray(flat.stroke_offsets, dtype=np.int64)
     if _c_kernel is None:
-        return FlatDrawings(*_resample_numpy(pts, offs, float(spacing)), flat.drawing_offsets)
-    counts = np.zeros(max(len(offs) - 1, 0), dtype=np.int64)
-    _c_kernel.resample_counts(pts, offs, float(spacing), counts)
-    out_offsets = _offsets(counts)
-    out = np.empty((int(out_offsets[-1]), 2), dtype=np.float64)
-    _c_kernel.resample_fill(pts, offs, float(spacing), out_offsets, out)
-    return FlatDrawings(out, out_offsets, flat.drawing_offsets)
+        out, out_offsets = _resample_numpy(pts, offs, float(spacing))
+    else:
+        counts = np.zeros(max(len(offs) - 1, 0), dtype=np.int64)
+        _c_kernel.resample_counts(pts, offs, float(spacing), counts)
+        out_offsets = _offsets(counts)
+        out = np.empty((int(out_offsets[-1]), 2), dtype=np.float64)
+        _c_kernel.resample_fill(pts, offs, float(spacing), out_offsets, out)
+    times = None if flat.times is None else resampled_times(flat, out_offsets, spacing)
+    return FlatDrawings(out, out_offsets, flat.drawing_offsets, times)
+
+
+def resampled_times(flat: FlatDrawings, out_offsets: np.ndarray, spacing: float) -> np.ndarray:
+    """(Q,) float64 time of every point `resample_flat` makes from `flat` (whose `times` it reads).
+
+    The sample at arc length s of a stroke gets the time interpolated linearly, along the arc length,
+    between the two source points around it (at a run of source points in one place, the first
+    one's time); a stroke's first sample is its first point and its last sample is its last point,
+    so they get those points' own times. So every time lies between the times of its stroke's source
+    points, and times never decrease along a stroke whose source times do not.
+    out_offsets: (S+1,) offsets of the resampled strokes (the counts `resample_flat` made).
+    """
+    pts, t, offs = flat.points, flat.times, flat.stroke_offsets
+    n_src = np.diff(offs)
+    counts = np.diff(out_offsets)
+    total = int(out_offsets[-1])
+    if total == 0:
+        return np.zeros(0)
+    # arc length from each stroke's first point (cumsum over the batch, less its value at each stroke start)
+    seg = np.zeros(len(pts))
+    seg[1:] = np.hypot(*np.diff(pts, axis=0).T)
+    seg[offs[:-1]] = 0.0
+    cum = np.cumsum(seg)
+    cum -= np.repeat(cum[offs[:-1]], n_src)
+    length = cum[offs[1:] - 1]
+    stroke = np.repeat(np.arange(len(counts)), counts)
+    k = np.arange(total) - np.repeat(out_offsets[:-1], counts)
+    pos = np.minimum(k * float(spacing), length[stroke])
+    # a stroke's own arc lengths lie in [base, base + length]: keep strokes apart on one sorted axis
+    base = np.zeros(len(counts))
+    np.cumsum(length[:-1] + 1.0, out=base[1:])
+    after = np.searchsorted(cum + np.repeat(base, n_src), pos + base[stroke], side="left")
+    j = np.clip(after - 1, offs[:-1][stroke], offs[1:][stroke] - 1)
+    nxt = np.minimum(j + 1, offs[1:][stroke] - 1)
+    span = cum[nxt] - cum[j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip(np.where(span > 0, (pos - cum[j]) / span, 0.0), 0.0, 1.0)
+    out = t[j] + frac * (t[nxt] - t[j])
+    first = k == 0
+    out[first] = t[offs[:-1][stroke[first]]]
+    last = (k == counts[stroke] - 1) & (counts[stroke] > 1)
+    out[last] = t[offs[1:][stroke[last]] - 1]
+    return out
 
 
 def resample_simplify_flat(flat: FlatDrawings, spacing: float, epsilon: float, distance: str = "line",
                            size: float | None = None) -> FlatDrawings:
     """`simplify_flat(resample_flat(normalize_flat(flat, size), spacing), epsilon, distance)` (no
     normalising when `size` is None), computed stroke by stroke in the compiled kernel without holding
-    the normalised or resampled batch in memory; the same points, bit for bit, as the separate calls."""
+    the normalised or resampled batch in memory; the same points, bit for bit, as the separate calls
+    (which run instead when the batch has times, so that the new points get theirs)."""
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, not {distance!r}")
     if not spacing > 0:
         raise ValueError(f"spacing must be > 0, not {spacing!r}")
-    if _c_kernel is None or epsilon <= 0:
+    if _c_kernel is None or epsilon <= 0 or flat.times is not None:
         prepared = resample_flat(normalize_flat(flat, size) if size is not None else flat, spacing)
         return simplify_flat(prepared, epsilon, distance) if epsilon > 0 else prepared
     pts = np.ascontiguousarray(flat.points, dtype=np.float64).reshape(-1, 2)

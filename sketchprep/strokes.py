@@ -25,8 +25,10 @@ The `.npz` layout (what `convert` writes and `validate` checks)
     `np.savez_compressed` with keys `train`, `valid`, `test`: each a 1-D `dtype=object` array of
     `(n_i, 3)` int16 stroke-3 arrays. Optional keys, readable without pickle: `meta` (0-d unicode
     array holding JSON), `train_ids`/`valid_ids`/`test_ids` (unicode arrays of source ids: an ndjson
-    `key_id` or a file path) and, for several classes, `train_labels`/`valid_labels`/`test_labels`
-    (int arrays indexing `meta["classes"]`). See `sketchprep.dataset`.
+    `key_id` or a file path), for several classes `train_labels`/`valid_labels`/`test_labels`
+    (int arrays indexing `meta["classes"]`) and, with `convert --keep-time`, `train_times`/`valid_times`/
+    `test_times` (float64, the time in ms of every row of the split's sketches, one sketch after another;
+    NaN for a sketch without times). See `sketchprep.dataset`.
 
 Flat batches
     The converter works on many drawings at once (`FlatDrawings`): all points in one `(P, 2)` array,
@@ -50,11 +52,15 @@ class FlatDrawings:
     points: (P, 2) float64 absolute coordinates.
     stroke_offsets: (S+1,) int64; stroke s is `points[stroke_offsets[s]:stroke_offsets[s+1]]`.
     drawing_offsets: (D+1,) int64; drawing d is strokes `drawing_offsets[d]:drawing_offsets[d+1]`.
+    times: optional (P,) float64, each point's time in ms (Quick, Draw! raw `t`, `convert --keep-time`);
+        NaN for the points of a drawing without times. Every step that keeps, drops or makes points
+        carries it along.
     """
 
     points: np.ndarray
     stroke_offsets: np.ndarray
     drawing_offsets: np.ndarray
+    times: np.ndarray | None = None
 
     @property
     def n_drawings(self) -> int:
@@ -85,6 +91,7 @@ class FlatDrawings:
             self.points[point_idx],
             _offsets(n_points),
             _offsets(n_strokes),
+            None if self.times is None else self.times[point_idx],
         )
 
 
@@ -130,11 +137,18 @@ def concat_flat(parts: list[FlatDrawings]) -> FlatDrawings:
     parts = [p for p in parts if p.n_drawings] or parts[:1]
     if len(parts) == 1:
         return parts[0]
+    timed = any(p.times is not None for p in parts)
     return FlatDrawings(
         np.concatenate([p.points for p in parts]),
         _offsets(np.concatenate([np.diff(p.stroke_offsets) for p in parts])),
         _offsets(np.concatenate([np.diff(p.drawing_offsets) for p in parts])),
+        np.concatenate([point_times(p) for p in parts]) if timed else None,
     )
+
+
+def point_times(flat: FlatDrawings) -> np.ndarray:
+    """(P,) float64 times of a batch's points: its own, or NaN when it has none."""
+    return flat.times if flat.times is not None else np.full(len(flat.points), np.nan)
 
 
 def interleave(mask: np.ndarray, chosen: FlatDrawings, others: FlatDrawings) -> FlatDrawings:
@@ -184,7 +198,7 @@ def normalize_flat(flat: FlatDrawings, size: float) -> FlatDrawings:
     # (p - lo) * size / extent, not * (size / extent): one rounding less, so a coordinate that should
     # land on .5 does, and rounds as Google's did (measured: 95.5% vs 94.2% of drawings identical)
     points = (flat.points - t[:, :2]) * t[:, 2:3] / t[:, 3:4]
-    return FlatDrawings(points, flat.stroke_offsets, flat.drawing_offsets)
+    return FlatDrawings(points, flat.stroke_offsets, flat.drawing_offsets, flat.times)
 
 
 def normalize(polylines: list[np.ndarray], size: float = 255.0) -> list[np.ndarray]:
@@ -199,11 +213,13 @@ class Stroke3Batch:
 
     rows: (R, 3) int16 `[dx, dy, p]`; sketch d is `rows[row_offsets[d]:row_offsets[d+1]]`.
     overflow: (D,) bool, True where an offset did not fit in int16 (those rows hold garbage).
+    times: optional (R,) float64, the time of each row's point (see `FlatDrawings.times`).
     """
 
     rows: np.ndarray
     row_offsets: np.ndarray
     overflow: np.ndarray
+    times: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -255,7 +271,8 @@ def flat_to_stroke3(flat: FlatDrawings, keep_repeats: np.ndarray | None = None) 
             deltas[too_big] = 0
         rows[:, :2] = deltas
         rows[new_so[1:] - 1, 2] = 1
-    return Stroke3Batch(rows, row_offsets, overflow)
+    times = None if flat.times is None else (flat.times if all_kept else flat.times[keep])
+    return Stroke3Batch(rows, row_offsets, overflow, times)
 
 
 def polylines_to_stroke3(polylines: list[np.ndarray]) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .dataset import (CONTRACT_KEYS, SPLITS, LayoutProblem, bad_sketches, extra_key_problem, numeric_sketch,
-                      read_meta, read_npz, sketch_items)
+                      read_meta, read_npz, sketch_items, times_problem)
 from .errors import DatasetFormatError, UnsafeFileError, shown
 from .limits import BATCH, ROWS
 from .stats import CLAMP, pack_sketches
@@ -124,6 +124,7 @@ def validate_arrays(arrays: dict[str, np.ndarray], max_len: int = 250, batch_siz
     findings: list[Finding] = []
     counts: dict[str, int] = {}
     keys: dict[str, dict[bytes, int]] = {}  # split -> content key -> first index, for leakage
+    sketches: dict[str, list] = {}
     for split in SPLITS:
         if split not in arrays:
             findings.append(Finding(ERROR, "missing_key", split, f"missing key {split!r} (keys: {sorted(arrays)})",
@@ -134,11 +135,13 @@ def validate_arrays(arrays: dict[str, np.ndarray], max_len: int = 250, batch_siz
         if items is None:
             continue
         counts[split] = len(items)
+        sketches[split] = items
         good = _check_sketches(items, split, max_len, findings)
         _check_size(len(items), split, batch_size, findings)
         keys[split] = _check_duplicates(items, good, split, findings)
     _check_leakage(keys, findings)
     _check_extra_keys(arrays, counts, findings)
+    _check_times(arrays, sketches, findings)
     order = {ERROR: 0, WARNING: 1}
     split_order = {s: i for i, s in enumerate((None,) + SPLITS)}
     findings.sort(key=lambda f: (order[f.level], split_order.get(f.split, 9)))
@@ -314,3 +317,42 @@ def _check_extra_keys(arrays: dict[str, np.ndarray], counts: dict[str, int], fin
                 problem = extra_key_problem(arrays[key], split, suffix, counts.get(split), classes)
                 if problem:
                     findings.append(_layout_finding(problem, split))
+
+
+def _check_times(arrays: dict[str, np.ndarray], sketches: dict[str, list], findings: list[Finding]) -> None:
+    """`<split>_times` (convert --keep-time): one float per row of the split's sketches (error otherwise); a
+    warning for sketches whose times go back within a stroke (the source's own, passed through) or that
+    have times for some rows only."""
+    for split in SPLITS:
+        key = f"{split}_times"
+        if key not in arrays:
+            continue
+        items = sketches.get(split)
+        shaped = items is not None and all(numeric_sketch(s) for s in items)
+        rows = sum(len(s) for s in items) if shaped else None
+        problem = times_problem(arrays[key], split, rows)
+        if problem:
+            findings.append(_layout_finding(problem, split))
+            continue
+        if not shaped:
+            continue
+        t = arrays[key].astype(np.float64)
+        lengths = np.array([len(s) for s in items], dtype=np.int64)
+        owner = np.repeat(np.arange(len(items)), lengths)
+        if not len(t):
+            continue
+        pen = np.concatenate([np.asarray(s)[:, 2] for s in items if len(s)])
+        nan = np.isnan(t)
+        starts = (np.cumsum(lengths) - lengths)[lengths > 0]
+        some, every = np.zeros(len(items), dtype=bool), np.zeros(len(items), dtype=bool)
+        some[lengths > 0] = np.logical_or.reduceat(nan, starts)
+        every[lengths > 0] = np.logical_and.reduceat(nan, starts)
+        _add(findings, WARNING, "partial_times", split, np.flatnonzero(some & ~every), "have times for some rows only",
+             "give every row of a sketch a time, or none (NaN for all): convert again with --keep-time")
+        same_stroke = np.zeros(len(t), dtype=bool)  # row i follows row i - 1 within one stroke
+        same_stroke[1:] = (owner[1:] == owner[:-1]) & (pen[:-1] < 0.5)
+        with np.errstate(invalid="ignore"):
+            back = same_stroke & (np.diff(t, prepend=t[0]) < 0)
+        _add(findings, WARNING, "time_goes_back", split, np.unique(owner[back]),
+             "have a time earlier than the one before it within a stroke",
+             "none needed if the source drawings' own times go back (convert passes them on as they are)")

@@ -133,7 +133,8 @@ def test_raw_quickdraw_is_normalised_and_simplified(tmp_path):
         pts = np.cumsum(s[:, :2].astype(int), axis=0)
         assert pts.min() >= 0 and pts.max() <= 255
         assert len(s) < lengths[i]
-    assert np.mean([len(s) for s in simplified.splits["train"]]) < 0.2 * np.mean(list(lengths.values()))
+    # --epsilon 0 keeps the raw points as they are (no 1-unit resampling): simplifying keeps about a quarter
+    assert np.mean([len(s) for s in simplified.splits["train"]]) < 0.35 * np.mean(list(lengths.values()))
 
 
 MALFORMED = [

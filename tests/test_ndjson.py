@@ -17,6 +17,9 @@ def assert_same(a, b):
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.order, b.order)
+    assert (a.flat.times is None) == (b.flat.times is None)
+    if a.flat.times is not None:
+        np.testing.assert_array_equal(a.flat.times, b.flat.times)  # NaN (no time) equals NaN here
     assert a.read == b.read and a.filtered == b.filtered and [str(p) for p in a.problems] == [str(p) for p in b.problems]
 
 
@@ -27,13 +30,16 @@ def chunks(path):
 
 @pytest.mark.parametrize("folder", ["quickdraw_raw_ndjson", "quickdraw_simplified_ndjson"])
 @pytest.mark.parametrize("filters", [(None, False), (frozenset({"cat", "clock"}), True)])
-def test_columnar_path_equals_per_line_path_on_real_files(folder, filters):
+@pytest.mark.parametrize("keep_time", [False, True])
+def test_columnar_path_equals_per_line_path_on_real_files(folder, filters, keep_time):
     files = sorted(shared_data(folder).glob("*.ndjson"))[:40]
     used = 0
     for index, f in enumerate(files):
         for first, blob, _ in chunks(f):
-            fast = _parse_columnar(blob, str(f), first, index, *filters)
-            slow = _parse_per_line(split_lines(blob), str(f), first, index, *filters)
+            fast = _parse_columnar(blob, str(f), first, index, *filters, keep_time)
+            slow = _parse_per_line(split_lines(blob), str(f), first, index, *filters, keep_time=keep_time)
+            if keep_time and folder == "quickdraw_raw_ndjson" and fast.flat.n_drawings:
+                assert np.isfinite(fast.flat.times).all()  # every raw point has its t
             assert fast is not None, f"{f}:{first}: the columnar path refused a well-formed chunk"
             assert_same(fast, slow)  # fractional coordinates included: re-read exactly
             used += 1
@@ -54,15 +60,18 @@ def test_bundled_sample_takes_the_columnar_path_and_reads_the_same():
     line("x", [[[], []], [[1, 2], [3, 4]]]),                # an empty stroke is dropped, the rest kept
     line("x", [[[1, 2], [3]]]),                             # unequal x and y
     line("x", [[[1, 2], [3, 4], [0]]]),                     # unequal t
+    line("x", [[[1, 2], [3, 4], [0, "a"]]]),                # a t that is not a number
+    line("x", [[[1, 2], [3, 4]], [[5, 6], [7, 8], [0, 9]]]),  # times for some strokes only
     line(17, [[[1, 2], [3, 4]]]),                           # integer key_id
     '{"key_id": "x", "word": "cat", "drawing": [[[1, 2], [3, 4]]]}',  # no "recognized"
     line("x", [[[1, 2e7], [3, 4]]]),                        # absurd coordinate
     '{"broken',
 ])
-def test_any_chunk_reads_the_same_whichever_path_takes_it(extra):
+@pytest.mark.parametrize("keep_time", [False, True])
+def test_any_chunk_reads_the_same_whichever_path_takes_it(extra, keep_time):
     lines = [(ln + "\n").encode() for ln in many_lines(5, raw=True)[:2] + [extra] + many_lines(3)]
-    per_line = _parse_per_line([ln.rstrip(b"\n") for ln in lines], "f.ndjson", 10, 3)
-    result = ndjson.parse_lines(b"".join(lines), "f.ndjson", 10, 3)
+    per_line = _parse_per_line([ln.rstrip(b"\n") for ln in lines], "f.ndjson", 10, 3, keep_time=keep_time)
+    result = ndjson.parse_lines(b"".join(lines), "f.ndjson", 10, 3, keep_time=keep_time)
     assert_same(result, per_line)
     assert result.read == 5 + (extra != "")
 

@@ -141,7 +141,8 @@ def test_path_without_moveto_draws_nothing_but_the_file_still_converts():
 def test_zero_length_subpath_is_a_dot_only_with_round_or_square_caps():
     dots = strokes('<path d="M10 10 Z M20 20 L20 20" stroke="black" stroke-linecap="round"/>'
                    '<path d="M0 0 L1 1" stroke="black"/>')
-    assert [d.tolist() for d in dots] == [[[10, 10]], [[20, 20]], [[0, 0], [1, 1]]]
+    # a dot keeps the points it is written with (a close onto its own point adds none); quantising merges them
+    assert [d.tolist() for d in dots] == [[[10, 10]], [[20, 20], [20, 20]], [[0, 0], [1, 1]]]
     assert len(strokes('<path d="M10 10 Z" stroke="black"/><path d="M0 0 L1 1" stroke="black"/>')) == 1
     assert len(path("M10 10 M20 20 L30 30")) == 1  # a bare moveto draws nothing
 

@@ -13,7 +13,8 @@ from .app import Checked, bounded, command_line, default_workers, handle_errors,
 @main.command(context_settings={"show_default": True})
 @click.argument("args", nargs=-1, required=True, metavar="INPUT... OUT.npz")
 @click.option("--epsilon", type=bounded(limits.EPSILON), default=2.0,
-              help="RDP tolerance in output units (pixels of the --size box); 0 turns simplification off.")
+              help="RDP tolerance in output units (pixels of the --size box); 0 keeps the points as they are: "
+                   "no simplification, and no 1-unit resampling of raw Quick, Draw! drawings.")
 @click.option("--distance", type=click.Choice(["line", "segment"]), default="line",
               help="RDP distance: 'line' (original Douglas-Peucker, as the rdp package; closest to Google's "
                    "simplified data) or 'segment' (no dropped point is farther than epsilon).")
@@ -32,6 +33,9 @@ from .app import Checked, bounded, command_line, default_workers, handle_errors,
 @click.option("--word", "words", multiple=True, help="Keep only Quick, Draw! drawings of this word (repeatable).")
 @click.option("--recognized-only", is_flag=True, help="Keep only drawings the Quick, Draw! game recognised.")
 @click.option("--include-fills", is_flag=True, help="SVG: also keep the outlines of shapes that are filled but not stroked.")
+@click.option("--keep-time", is_flag=True,
+              help="Raw Quick, Draw! input: keep every kept point's time in ms (its own t, or interpolated along "
+                   "the stroke for a resampled point) as <split>_times in OUT.")
 @click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
               help="Write one DIR/<word>.npz per class (as Google ships them) instead of OUT.npz.")
 @click.option("--workers", type=bounded(limits.WORKERS), default=None, show_default="all cores",
@@ -44,7 +48,7 @@ from .app import Checked, bounded, command_line, default_workers, handle_errors,
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, seed, words, recognized_only,
-            include_fills, by_word, workers, shard, strict, limits, as_json, quiet):
+            include_fills, keep_time, by_word, workers, shard, strict, limits, as_json, quiet):
     """Convert drawings (Quick, Draw! .ndjson / .ndjson.gz, '-' for stdin, or .bin; .svg line art, one
     drawing per file, its folder's name as its class; folders are searched recursively) into a sketch-rnn
     .npz with train/valid/test splits.
@@ -52,7 +56,8 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     Every drawing is normalised to the --size box, simplified with RDP at --epsilon (Quick, Draw! raw
     drawings are first resampled at 1 unit, as Google did; Google's simplified drawings pass through
     unchanged at the defaults; an SVG's strokes are what a browser strokes, curves sampled at 1 unit),
-    turned into int16 stroke-3 and kept if it has at most --max-len rows.
+    turned into int16 stroke-3 and kept if it has at most --max-len rows. `--epsilon 0 --size 0` reads back
+    what `export --format ndjson` or `svg` wrote, drawing for drawing.
     Duplicates are dropped, so no drawing is in two splits. Bad drawings are counted and reported
     (file:line), not fatal, unless --strict. OUT is written atomically; an OUT that is an input, a
     folder or unwritable is refused before reading, and a run that keeps no drawing (or too few for
@@ -86,7 +91,8 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     opts = ConvertOptions(epsilon=epsilon, distance=distance, max_len=max_len, fit=fit, size=size,
                           split=parse_split(split_text), multiple=multiple, seed=seed,
                           words=frozenset(words) if words else None, recognized_only=recognized_only,
-                          strict=strict, workers=workers, include_fills=include_fills, limits=limits)
+                          strict=strict, workers=workers, include_fills=include_fills, keep_time=keep_time,
+                          limits=limits)
     shard_spec = parse_shard(shard) if shard else None
     _check_outputs(args, out, None if shard_spec else by_word)
     with sigterm_raises():

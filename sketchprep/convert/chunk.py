@@ -54,7 +54,8 @@ def process_task(task: tuple, opts: ConvertOptions) -> ChunkResult:
         _, path, index, start, end, first = task
         blob = ndjson_source.read_range(path, start, end, opts.limits.line_bytes)
         result = process_batch(ndjson_source.parse_lines(blob, path, first or 1, index, opts.words,
-                                                         opts.recognized_only, opts.limits.line_bytes), opts)
+                                                         opts.recognized_only, opts.limits.line_bytes,
+                                                         opts.keep_time), opts)
         if first is None:  # lines numbered from 1 within the chunk: `collect` shifts them, in order
             result.relative_to, result.lines = index, ndjson_source.count_lines(blob)
         return result
@@ -71,7 +72,8 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
     flat, kinds = batch.flat, batch.kinds
     n = flat.n_drawings
     passthrough = _passthrough(kinds, opts)
-    s3 = flat_to_stroke3(_simplify(flat, kinds, opts.epsilon, opts, passthrough), keep_repeats=passthrough)
+    s3 = flat_to_stroke3(_simplify(flat, kinds, opts.epsilon, opts, passthrough),
+                         keep_repeats=passthrough | _as_they_are(flat, opts))
     lengths = s3.lengths
     fitted = 0
     too_long = lengths > opts.max_len
@@ -88,11 +90,13 @@ def process_batch(batch: SourceBatch, opts: ConvertOptions) -> ChunkResult:
         problems.append(Problem("offset_overflow", *_where(batch, d), _overflow_message(kinds[d], opts)))
     keep = np.flatnonzero(ok)
     kept_lengths = lengths[keep]
-    rows = s3.rows[_ranges(s3.row_offsets[keep], kept_lengths)]
+    kept_rows = _ranges(s3.row_offsets[keep], kept_lengths)
+    rows = s3.rows[kept_rows]
     row_offsets = _offsets(kept_lengths)
     ids = np.asarray(batch.ids, dtype=str)[keep] if n else np.zeros(0, "<U1")
     labels = np.asarray(batch.labels, dtype=str)[keep] if n else np.zeros(0, "<U1")
-    kept = Kept(rows, row_offsets, ids, labels, batch.order[keep], sketch_hashes(rows, row_offsets))
+    times = None if s3.times is None else s3.times[kept_rows]
+    kept = Kept(rows, row_offsets, ids, labels, batch.order[keep], sketch_hashes(rows, row_offsets), times)
     source_counts = _source_counts(batch, keep)
     return ChunkResult(kept, dropped, problems, batch.filtered, batch.read, fitted, source_counts)
 
@@ -116,10 +120,10 @@ def _enforce_limits(batch: SourceBatch, opts: ConvertOptions) -> SourceBatch:
         return batch
     per_stroke = np.diff(flat.stroke_offsets)
     if (per_stroke.max() <= limits.points_per_stroke and len(flat.points) <= limits.points_per_drawing
-            and not (batch.kinds == KIND_RAW).any()):
+            and not ((batch.kinds == KIND_RAW).any() and _resamples(opts))):
         return batch  # nothing to compute: no drawing can be over (the usual case for simplified data)
     counts = per_stroke.astype(np.float64)
-    raw = batch.kinds == KIND_RAW
+    raw = (batch.kinds == KIND_RAW) & _resamples(opts)
     if raw.any():
         raw_strokes = np.repeat(raw, np.diff(flat.drawing_offsets))
         counts[raw_strokes] = resampled_counts(flat if raw.all() else flat.select(np.flatnonzero(raw)),
@@ -171,6 +175,22 @@ def _passthrough(kinds: np.ndarray, opts: ConvertOptions) -> np.ndarray:
     return (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE) & (opts.epsilon <= QUICKDRAW_EPSILON)
 
 
+def _resamples(opts: ConvertOptions) -> bool:
+    """Whether raw Quick, Draw! drawings may be resampled: `--epsilon 0` keeps the points as they are
+    (but `--fit` re-simplifies, and so resamples, the drawings that are too long)."""
+    return opts.epsilon > 0 or opts.fit
+
+
+def _as_they_are(flat: FlatDrawings, opts: ConvertOptions) -> np.ndarray:
+    """(D,) bool: drawings kept point for point, repeated points included: at `--size 0 --epsilon 0`
+    (aligned, never scaled or simplified), those whose coordinates are all integers already, such as
+    the ndjson and SVG that `sketchprep export` writes, so that they read back unchanged."""
+    if opts.size != 0 or opts.epsilon != 0 or not flat.n_drawings:
+        return np.zeros(flat.n_drawings, dtype=bool)
+    whole = (flat.points == np.rint(flat.points)).all(axis=1)
+    return np.logical_and.reduceat(whole, flat.point_offsets()[:-1])
+
+
 def _replace(flat: FlatDrawings, mask: np.ndarray, sub: FlatDrawings) -> FlatDrawings:
     """`flat` with the drawings where `mask` is True replaced, in order, by those of `sub`."""
     if mask.all():
@@ -181,11 +201,11 @@ def _replace(flat: FlatDrawings, mask: np.ndarray, sub: FlatDrawings) -> FlatDra
 def _simplify(flat: FlatDrawings, kinds: np.ndarray, epsilon: float, opts: ConvertOptions,
               untouched: np.ndarray | None = None) -> FlatDrawings:
     """Normalise every drawing to --size (but Google's simplified ones, already in its 255 box), resample
-    raw Quick, Draw! drawings at --resample-spacing, and RDP at `epsilon`; the `untouched` drawings
-    (already what the options ask for) pass as they are."""
+    raw Quick, Draw! drawings at --resample-spacing (not at epsilon 0), and RDP at `epsilon`; the
+    `untouched` drawings (already what the options ask for) pass as they are."""
     if flat.n_drawings == 0:
         return flat
-    raw = kinds == KIND_RAW
+    raw = (kinds == KIND_RAW) & (epsilon > 0)  # --epsilon 0: raw points as they are, not resampled
     google_frame = (kinds == KIND_SIMPLIFIED) & (opts.size == QUICKDRAW_SIZE)
     other = ~raw & ~google_frame
     if untouched is not None:
@@ -208,6 +228,7 @@ def _fit(flat: FlatDrawings, kinds: np.ndarray, s3: Stroke3Batch, too_long: np.n
          opts: ConvertOptions) -> tuple[Stroke3Batch, int]:
     """Re-simplify too-long drawings with a growing epsilon until they fit (hardmaru's recipe)."""
     sketches = [s3.sketch(d) for d in range(len(too_long))]
+    times = None if s3.times is None else np.split(s3.times, s3.row_offsets[1:-1])
     overflow = s3.overflow.copy()
     todo = np.flatnonzero(too_long)
     base = max(opts.epsilon, 0.25)
@@ -220,10 +241,13 @@ def _fit(flat: FlatDrawings, kinds: np.ndarray, s3: Stroke3Batch, too_long: np.n
         for j, d in enumerate(todo):
             if out.lengths[j] <= opts.max_len and not out.overflow[j]:
                 sketches[d] = out.sketch(j)
+                if times is not None:
+                    times[d] = out.times[out.row_offsets[j]:out.row_offsets[j + 1]]
                 fitted += 1
             else:
                 still.append(d)
         todo = np.array(still, dtype=np.int64)
     lengths = np.array([len(s) for s in sketches], dtype=np.int64)
     rows = np.concatenate(sketches) if sketches else np.zeros((0, 3), np.int16)
-    return Stroke3Batch(rows, _offsets(lengths), overflow), fitted
+    joined = None if times is None else (np.concatenate(times) if times else np.zeros(0))
+    return Stroke3Batch(rows, _offsets(lengths), overflow, joined), fitted

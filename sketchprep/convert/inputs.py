@@ -134,7 +134,7 @@ def read_task(task: tuple, opts: ConvertOptions) -> SourceBatch:
     if kind == "ndjson":
         _, path, index, first, blob, _ = task
         return ndjson_source.parse_lines(blob, path, first, index, opts.words, opts.recognized_only,
-                                         opts.limits.line_bytes)
+                                         opts.limits.line_bytes, opts.keep_time)
     if kind == "bin":
         _, path, index, first, data, truncated, _ = task
         return bin_source.parse_records(data, path, first, index, truncated, opts.words, opts.recognized_only)

@@ -17,7 +17,8 @@ TAKE_BLOCK = 8192      # sketches gathered at a time when reordering kept sketch
 @dataclass
 class Kept:
     """Sketches that passed every per-drawing step, packed: rows (R, 3) int16 with row_offsets (N+1,),
-    plus per-sketch ids, labels, stream order and content hashes."""
+    plus per-sketch ids, labels, stream order and content hashes, and with `convert --keep-time` the
+    (R,) float64 time of every row (NaN for sketches without times; None when no sketch has any)."""
 
     rows: np.ndarray
     row_offsets: np.ndarray
@@ -25,6 +26,7 @@ class Kept:
     labels: np.ndarray
     order: np.ndarray
     hashes: np.ndarray
+    times: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -58,10 +60,14 @@ class Kept:
         lengths = self.row_offsets[idx + 1] - self.row_offsets[idx]
         new_offsets = _offsets(lengths)
         rows = np.empty((int(new_offsets[-1]), 3), dtype=self.rows.dtype)
+        times = None if self.times is None else np.empty(int(new_offsets[-1]))
         for a in range(0, len(idx), TAKE_BLOCK):  # blocks bound the int64 row indices to a few MB
             b = min(a + TAKE_BLOCK, len(idx))
-            rows[new_offsets[a]:new_offsets[b]] = self.rows[_ranges(self.row_offsets[idx[a:b]], lengths[a:b])]
-        return Kept(rows, new_offsets, self.ids[idx], self.labels[idx], self.order[idx], self.hashes[idx])
+            taken = _ranges(self.row_offsets[idx[a:b]], lengths[a:b])
+            rows[new_offsets[a]:new_offsets[b]] = self.rows[taken]
+            if times is not None:
+                times[new_offsets[a]:new_offsets[b]] = self.times[taken]
+        return Kept(rows, new_offsets, self.ids[idx], self.labels[idx], self.order[idx], self.hashes[idx], times)
 
     @staticmethod
     def empty() -> "Kept":
@@ -72,6 +78,7 @@ class Kept:
     def concat(parts: list["Kept"]) -> "Kept":
         parts = [p for p in parts if p.n] or [Kept.empty()]
         lengths = np.concatenate([np.diff(p.row_offsets) for p in parts])
+        timed = any(p.times is not None for p in parts)
         return Kept(
             np.concatenate([p.rows for p in parts]),
             _offsets(lengths),
@@ -79,6 +86,8 @@ class Kept:
             np.concatenate([p.labels for p in parts]),
             np.concatenate([p.order for p in parts]),
             np.concatenate([p.hashes for p in parts]),
+            np.concatenate([p.times if p.times is not None else np.full(len(p.rows), np.nan) for p in parts])
+            if timed else None,
         )
 
 

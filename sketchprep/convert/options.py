@@ -27,6 +27,7 @@ class ConvertOptions:
     workers: int = 1                # worker processes
     resample_spacing: float = 1.0   # Quick, Draw! raw: resampling step in output units (Google: 1 px); SVG: curve step
     include_fills: bool = False     # SVG: also keep the outlines of fill-only shapes
+    keep_time: bool = False         # Quick, Draw! raw: keep each kept point's time (written as <split>_times)
     limits: Limits = field(default_factory=Limits)  # resource bounds of the readers (--limit NAME=VALUE)
 
     def __post_init__(self):

@@ -134,6 +134,7 @@ class SplitResult:
     rounding: int       # dropped to make sizes multiples (fractions)
     not_selected: int   # beyond the requested counts
     notes: list[str] = field(default_factory=list)  # splits that rounding moved far from what was asked
+    times: dict[str, np.ndarray] | None = None  # --keep-time: per split, (R,) float64, one per row of its sketches
 
 
 def make_splits(kept: Kept, opts: ConvertOptions, path: str | None = None, what: str = "") -> SplitResult:
@@ -152,7 +153,7 @@ def make_splits(kept: Kept, opts: ConvertOptions, path: str | None = None, what:
     class_of = np.searchsorted(class_names, kept.labels)  # valid for every drawing that can be selected
     classes = class_names.tolist()
     multi = len(classes) > 1
-    splits, ids, labels, counts = {}, {}, {}, {}
+    splits, ids, labels, counts, times = {}, {}, {}, {}, {}
     start = 0
     for name, size in zip(SPLITS, sizes):
         idx = order[start:start + size]
@@ -160,6 +161,8 @@ def make_splits(kept: Kept, opts: ConvertOptions, path: str | None = None, what:
         part = kept.take(idx)  # one copy of the split's rows; each sketch is a view into it
         splits[name] = np.split(part.rows, part.row_offsets[1:-1]) if size else []
         ids[name] = part.ids
+        if part.times is not None:
+            times[name] = part.times
         if multi:
             labels[name] = class_of[idx].astype(np.int32)
         counts[name] = int(size)
@@ -167,4 +170,4 @@ def make_splits(kept: Kept, opts: ConvertOptions, path: str | None = None, what:
     fractions = all(p <= 1 for p in opts.split)
     return SplitResult(splits, ids, labels if multi else None, classes if multi else classes[:1], counts, duplicates,
                        unused if fractions else 0, 0 if fractions else unused,
-                       share_notes(sizes, opts.split, len(keep)))
+                       share_notes(sizes, opts.split, len(keep)), times if kept.times is not None else None)

@@ -72,13 +72,13 @@ def write_outputs(collected: Collected, opts: ConvertOptions, out: str | None = 
     if by_word is None:
         result = make_splits(collected.kept, opts, where)
         meta = build_meta(collected, result, opts, command)
-        save_dataset(out, result.splits, ids=result.ids, labels=result.labels, meta=meta)
+        save_dataset(out, result.splits, ids=result.ids, labels=result.labels, meta=meta, times=result.times)
         return [(out, result, meta)]
     planned = _split_by_word(collected, opts, where, command)
     outputs = []
     with atomic_folder(by_word) as tmp:
         for name, result, meta in planned:
-            save_dataset(tmp / name, result.splits, ids=result.ids, labels=None, meta=meta)
+            save_dataset(tmp / name, result.splits, ids=result.ids, labels=None, meta=meta, times=result.times)
             outputs.append((os.path.join(by_word, name), result, meta))
     return outputs
 

@@ -1,8 +1,8 @@
 """Writing the sketch-rnn `.npz` (layout: see `sketchprep.strokes`; reading: `sketchprep.dataset`).
 
 What `np.savez_compressed` writes, loadable by the reference loader: keys `train`, `valid`, `test`, each a
-1-D object array of `(n, 3)` stroke-3 arrays, plus the optional `<split>_ids`, `<split>_labels` and
-`meta`. Writing goes through `sketchprep.outputs.atomic_output` (a temporary file in the output's folder,
+1-D object array of `(n, 3)` stroke-3 arrays, plus the optional `<split>_ids`, `<split>_labels`,
+`<split>_times` and `meta`. Writing goes through `sketchprep.outputs.atomic_output` (a temporary file in the output's folder,
 then a rename): a killed run leaves the previous file intact and never a partial one.
 """
 from __future__ import annotations
@@ -28,9 +28,11 @@ def sketch_array(sketches: list[np.ndarray]) -> np.ndarray:
 
 
 def save_dataset(path: str | os.PathLike, splits: dict[str, list[np.ndarray]], ids: dict[str, list[str]] | None = None,
-                 labels: dict[str, np.ndarray] | None = None, meta: dict | None = None) -> None:
+                 labels: dict[str, np.ndarray] | None = None, meta: dict | None = None,
+                 times: dict[str, np.ndarray] | None = None) -> None:
     """Write a sketch-rnn `.npz` atomically (the layout of `np.savez_compressed`; loadable by the reference
-    loader)."""
+    loader). times: per split, the (R,) float64 time of every row of its sketches, one after another
+    (`<split>_times`)."""
     arrays: dict[str, np.ndarray] = {}
     for name in SPLITS:
         arrays[name] = sketch_array(splits.get(name, []))
@@ -38,6 +40,8 @@ def save_dataset(path: str | os.PathLike, splits: dict[str, list[np.ndarray]], i
         arrays[f"{name}_ids"] = np.asarray(values, dtype=str) if len(values) else np.zeros(0, dtype="<U1")
     for name, values in (labels or {}).items():
         arrays[f"{name}_labels"] = np.asarray(values, dtype=np.int32)
+    for name, values in (times or {}).items():
+        arrays[f"{name}_times"] = np.asarray(values, dtype=np.float64)
     if meta is not None:
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     with atomic_output(path) as f:

@@ -312,16 +312,19 @@ def split_lines(blob: bytes) -> list[bytes]:
 
 def parse_lines(blob: bytes, path: str, first_line: int, input_index: int,
                 words: frozenset[str] | None = None, recognized_only: bool = False,
-                max_line: int = 16 * 2**20) -> SourceBatch:
+                max_line: int = 16 * 2**20, keep_time: bool = False) -> SourceBatch:
     """Parse a chunk of ndjson lines into a `SourceBatch` (one drawing per line; blank lines are skipped).
 
     Chunks in Google's own layout go through a columnar parser (awkward's JSON reader with a schema:
     no Python object per number); any other chunk (another key_id type, a missing field, a malformed
     line, a bad stroke) through the per-line parser, which finds and reports each bad line.
+    keep_time: also read raw strokes' `t` into `flat.times` (NaN for drawings without times); a raw
+    drawing whose times are not finite numbers, one per point, is then a `bad_drawing`.
     """
-    batch = _parse_columnar(blob, path, first_line, input_index, words, recognized_only)
+    batch = _parse_columnar(blob, path, first_line, input_index, words, recognized_only, keep_time)
     if batch is None:
-        batch = _parse_per_line(split_lines(blob), path, first_line, input_index, words, recognized_only, max_line)
+        batch = _parse_per_line(split_lines(blob), path, first_line, input_index, words, recognized_only, max_line,
+                                keep_time)
     return batch
 
 
@@ -347,7 +350,8 @@ _SCHEMA = {
 }
 
 
-def _parse_columnar(blob, path, first_line, input_index, words, recognized_only) -> SourceBatch | None:
+def _parse_columnar(blob, path, first_line, input_index, words, recognized_only,
+                    keep_time: bool = False) -> SourceBatch | None:
     """The fast path: the whole chunk at once, or None when it is not entirely well-formed."""
     try:
         import awkward as ak
@@ -412,14 +416,35 @@ def _parse_columnar(blob, path, first_line, input_index, words, recognized_only)
         return None
     raw = np.zeros(n, dtype=bool)
     raw[stroke_owner[three]] = True
+    times = None
+    if keep_time and three[chosen].any():
+        timed = three[chosen]
+        times = np.full(len(points), np.nan)
+        timed_points = np.repeat(timed, n_points[chosen])
+        times[timed_points] = values[_ranges(a_off[s_off[:-1] + 2][chosen][timed], n_points[chosen][timed])]
+        if not np.isfinite(times[timed_points]).all():
+            return None  # the per-line path reports the drawing
     kept = np.flatnonzero(keep)
     linenos = first_line + line_index[kept]
     ids = _strings(records["key_id"])[kept]
     labels = word_array[kept]
     flat = FlatDrawings(points, _offsets(n_points[chosen]), _offsets(strokes_per_drawing[kept]))
+    if times is not None:
+        flat.times = _whole_drawings(times, flat)
     kinds = np.where(raw[kept], KIND_RAW, KIND_SIMPLIFIED).astype(np.uint8)
     return SourceBatch(flat, kinds, ids, labels, (input_index << 32) | linenos, [], filtered, n,
                        {input_index: path})
+
+
+def _whole_drawings(times: np.ndarray, flat: FlatDrawings) -> np.ndarray:
+    """`times` with every point of a drawing that has a point without a time set to NaN: a drawing has
+    times for all its points or for none."""
+    starts = flat.point_offsets()[:-1]
+    if not len(times) or not np.isnan(times).any():
+        return times
+    partial = np.logical_or.reduceat(np.isnan(times), starts)
+    times[np.repeat(partial, np.diff(flat.point_offsets()))] = np.nan
+    return times
 
 
 _WHITESPACE = np.zeros(256, dtype=bool)
@@ -477,7 +502,7 @@ def _exact_fractions(values: np.ndarray, value_offsets: np.ndarray, lines: bytes
 
 def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index: int,
                     words: frozenset[str] | None = None, recognized_only: bool = False,
-                    max_line: int = 16 * 2**20) -> SourceBatch:
+                    max_line: int = 16 * 2**20, keep_time: bool = False) -> SourceBatch:
     """Parse ndjson lines one by one (orjson), reporting each bad line.
 
     The loop only does what valid lines need; a line that trips it is diagnosed afterwards by
@@ -485,6 +510,7 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
     """
     xs: list = []
     ys: list = []
+    ts: list = []  # with keep_time: every point's t (None for a stroke without times)
     stroke_lens: list[int] = []
     n_strokes: list[int] = []
     raw_lines: list[int] = []  # (repeated) indices of lines with [x, y, t] strokes
@@ -531,18 +557,24 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
                 for s in drawing:
                     sx, sy = s[0], s[1]
                     n = len(sx)
+                    timed = False
                     if n != len(sy) or len(s) != 2:
                         if n != len(sy) or len(s) != 3:
                             raise TypeError
                         raw_lines.append(i)
+                        timed = True
                     if n:
                         xs += sx
                         ys += sy
                         add_len(n)
+                        if keep_time:
+                            if timed and (s[2].__class__ is not list or len(s[2]) != n):
+                                raise TypeError
+                            ts += s[2] if timed else [None] * n
             except (TypeError, KeyError, IndexError, AttributeError, ValueError):
                 if len(stroke_lens) > mark:
                     start = len(xs) - sum(stroke_lens[mark:])
-                    del xs[start:], ys[start:], stroke_lens[mark:]
+                    del xs[start:], ys[start:], ts[start:], stroke_lens[mark:]
                 problems.append(Problem("bad_drawing", path, first_line + i, _diagnose(rec)))
                 continue
             count = len(stroke_lens) - mark
@@ -563,13 +595,16 @@ def _parse_per_line(lines: list[bytes], path: str, first_line: int, input_index:
     linenos = first_line + np.asarray(indices, dtype=np.int64)
     order = (input_index << 32) | linenos
     points, keep = _to_points(xs, ys, stroke_lens, n_strokes, path, problems, linenos)
-    problems.sort(key=lambda p: p.line)
     so = _offsets(np.asarray(stroke_lens, dtype=np.int64))
     do = _offsets(np.asarray(n_strokes, dtype=np.int64))
+    flat = FlatDrawings(points, so, do)
+    if keep_time and raw_lines:
+        flat.times, keep = _to_times(ts, flat, path, problems, linenos, keep)
+    problems.sort(key=lambda p: p.line)
     kinds = np.full(len(indices), KIND_SIMPLIFIED, dtype=np.uint8)
     if raw_lines:
         kinds[np.isin(indices, raw_lines)] = KIND_RAW
-    batch = SourceBatch(FlatDrawings(points, so, do), kinds, np.array(ids, dtype=str) if ids else np.zeros(0, "<U1"),
+    batch = SourceBatch(flat, kinds, np.array(ids, dtype=str) if ids else np.zeros(0, "<U1"),
                         np.array(labels, dtype=str) if labels else np.zeros(0, "<U1"), order, problems, filtered,
                         read, {input_index: path})
     if keep is not None:
@@ -599,6 +634,8 @@ def _diagnose(rec) -> str:
             return f"stroke {k} is not [[x...], [y...]] or [[x...], [y...], [t...]]"
         if not isinstance(s[0], list) or not isinstance(s[1], list) or len(s[0]) != len(s[1]):
             return f"stroke {k}: x and y are not lists of equal length"
+        if len(s) == 3 and (not isinstance(s[2], list) or len(s[2]) != len(s[0])):
+            return f"stroke {k}: t is not a list as long as x and y"
     return "not a Quick, Draw! drawing"
 
 
@@ -644,6 +681,34 @@ def _to_points(xs, ys, stroke_lens, n_strokes, path, problems, linenos):
                                     f"a coordinate exceeds {MAX_ABS_COORDINATE:g} in absolute value"))
         keep[d] = False
     return points, keep
+
+
+def _to_times(ts: list, flat: FlatDrawings, path: str, problems: list[Problem], linenos: np.ndarray,
+              keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (P,) times of the per-line path (NaN for points of strokes without times) and the keep mask with
+    every drawing whose times are not finite numbers dropped (and reported)."""
+    times = np.full(len(ts), np.nan)
+    bad = np.zeros(len(ts), dtype=bool)
+    for i, v in enumerate(ts):
+        if v is None:
+            continue
+        if v.__class__ in (int, float):
+            try:
+                times[i] = v
+            except OverflowError:  # an integer too large for a float
+                bad[i] = True
+        else:
+            bad[i] = True
+    with np.errstate(invalid="ignore"):
+        bad |= np.array([v is not None for v in ts], dtype=bool) & ~np.isfinite(times)
+    if bad.any():
+        keep = np.ones(flat.n_drawings, dtype=bool) if keep is None else keep
+        owner = np.repeat(np.arange(flat.n_drawings), np.diff(flat.point_offsets()))
+        for d in np.unique(owner[bad]):
+            if keep[d]:
+                problems.append(Problem("bad_drawing", path, int(linenos[d]), "a time t is not a finite number"))
+                keep[d] = False
+    return _whole_drawings(times, flat), keep
 
 
 def _to_points_slow(xs, ys):

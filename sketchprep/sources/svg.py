@@ -127,7 +127,7 @@ def read_files(files: list[tuple[int, str]], size: float = 255.0, include_fills:
                                             f"of {limits.svg_cost:,} (raise it with --limit svg-cost=N)"))
                     continue
                 data = f.read(limits.svg_cost + 1)
-            polylines = svg_polylines(data, size, include_fills, spacing, limits)
+            polylines, marks = svg_drawing(data, size, include_fills, spacing, limits)
         except OSError as e:
             problems.append(Problem("unreadable_file", path, None, f"cannot read: {e.strerror or e}"))
             continue
@@ -136,8 +136,8 @@ def read_files(files: list[tuple[int, str]], size: float = 255.0, include_fills:
             continue
         strokes += polylines
         n_strokes.append(len(polylines))
-        ids.append(path)
-        labels.append(class_name_from_path(path))
+        ids.append(marks.get("id", path))
+        labels.append(marks.get("word", class_name_from_path(path)))
         order.append(order_key(index, 0))
     points = np.concatenate(strokes) if strokes else np.zeros((0, 2))
     flat = FlatDrawings(points, _offsets(np.array([len(s) for s in strokes], dtype=np.int64)),
@@ -154,8 +154,22 @@ def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
     so its larger extent is `size` (`size=0`: `spacing` source units). Raises `SvgError`, also for a
     document over `limits` (its parsing cost, or its points once curves are flattened).
     """
+    return svg_drawing(data, size, include_fills, spacing, limits)[0]
+
+
+# `sketchprep export --format svg` names each drawing's id and word on the root element, in this namespace,
+# so that `convert` reads them back (file and folder names can only hold a cleaned form of them).
+EXPORT_NS = "urn:sketchprep"
+
+
+def svg_drawing(data: bytes, size: float = 255.0, include_fills: bool = False, spacing: float = 1.0,
+                limits: Limits | None = None) -> tuple[list[np.ndarray], dict[str, str]]:
+    """`svg_polylines`, and the drawing's `id` and `word` where the document names them (`EXPORT_NS`
+    attributes of the root element, as `sketchprep export --format svg` writes them)."""
     limits = limits or Limits()
     root = parse_xml(data)
+    marks = {key: root.get(f"{{{EXPORT_NS}}}{key}") for key in ("id", "word")}
+    marks = {key: value for key, value in marks.items() if value is not None}
     try:
         _prepare(root, limits.svg_cost)
         doc = se.SVG.parse(io.BytesIO(ET.tostring(root)), reify=False)
@@ -182,7 +196,7 @@ def svg_polylines(data: bytes, size: float = 255.0, include_fills: bool = False,
         raise SvgError("non_finite", "a coordinate is NaN or infinite after the transforms")
     if max(float(np.abs(p).max()) for p in polylines) > MAX_ABS_COORDINATE:
         raise SvgError("absurd_coordinate", f"a coordinate exceeds {MAX_ABS_COORDINATE:g} px after the transforms")
-    return polylines
+    return polylines, marks
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -866,6 +880,8 @@ def _sample_at(shapes: list[_Shape], step: float, limits: Limits) -> list[np.nda
                 continue  # a bare moveto draws nothing
             xs, ys = [start[0]], [start[1]]
             for seg in segs:
+                if isinstance(seg, se.Close) and (seg.end.x, seg.end.y) == (xs[-1], ys[-1]):
+                    continue  # closing onto the point the subpath is already at draws nothing
                 if isinstance(seg, (se.Line, se.Close)):
                     xs.append(seg.end.x)
                     ys.append(seg.end.y)
@@ -883,10 +899,8 @@ def _sample_at(shapes: list[_Shape], step: float, limits: Limits) -> list[np.nda
                 xs.append(xs[0])
                 ys.append(ys[0])
             local = np.column_stack([xs, ys])
-            if not np.ptp(local, axis=0).any():
-                if not shape.dots:
-                    continue  # zero length: only a round or square cap paints it
-                local = local[:1]
+            if not np.ptp(local, axis=0).any() and not shape.dots:
+                continue  # zero length: only a round or square cap paints it (a dot of its points, as written)
             pieces = [local @ A.T + b]
             for polygon in shape.clips:
                 pieces = [q for piece in pieces for q in _clip(piece, polygon)]
