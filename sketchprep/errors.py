@@ -57,6 +57,10 @@ class OutputError(SketchprepError):
     """An output that cannot or must not be written (it is an input, a folder, unwritable, ...)."""
 
 
+class DependencyError(SketchprepError):
+    """A feature whose optional dependency is not installed; the message names the pip command."""
+
+
 class TooFewDrawingsError(SketchprepError):
     """A run that kept no drawing, or too few for the requested split; nothing is written."""
 

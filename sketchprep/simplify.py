@@ -157,37 +157,63 @@ def resampled_times(flat: FlatDrawings, out_offsets: np.ndarray, spacing: float)
     points, and times never decrease along a stroke whose source times do not.
     out_offsets: (S+1,) offsets of the resampled strokes (the counts `resample_flat` made).
     """
-    pts, t, offs = flat.points, flat.times, flat.stroke_offsets
-    n_src = np.diff(offs)
+    t, offs = flat.times, flat.stroke_offsets
     counts = np.diff(out_offsets)
     total = int(out_offsets[-1])
     if total == 0:
         return np.zeros(0)
-    # arc length from each stroke's first point (cumsum over the batch, less its value at each stroke start)
-    seg = np.zeros(len(pts))
-    seg[1:] = np.hypot(*np.diff(pts, axis=0).T)
-    seg[offs[:-1]] = 0.0
-    cum = np.cumsum(seg)
-    cum -= np.repeat(cum[offs[:-1]], n_src)
-    length = cum[offs[1:] - 1]
+    arc = stroke_arcs(flat.points, offs)
     stroke = np.repeat(np.arange(len(counts)), counts)
     k = np.arange(total) - np.repeat(out_offsets[:-1], counts)
-    pos = np.minimum(k * float(spacing), length[stroke])
-    # a stroke's own arc lengths lie in [base, base + length]: keep strokes apart on one sorted axis
-    base = np.zeros(len(counts))
-    np.cumsum(length[:-1] + 1.0, out=base[1:])
-    after = np.searchsorted(cum + np.repeat(base, n_src), pos + base[stroke], side="left")
-    j = np.clip(after - 1, offs[:-1][stroke], offs[1:][stroke] - 1)
-    nxt = np.minimum(j + 1, offs[1:][stroke] - 1)
-    span = cum[nxt] - cum[j]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.clip(np.where(span > 0, (pos - cum[j]) / span, 0.0), 0.0, 1.0)
+    j, nxt, frac = arc.locate(stroke, k * float(spacing))
     out = t[j] + frac * (t[nxt] - t[j])
     first = k == 0
     out[first] = t[offs[:-1][stroke[first]]]
     last = (k == counts[stroke] - 1) & (counts[stroke] > 1)
     out[last] = t[offs[1:][stroke[last]] - 1]
     return out
+
+
+class StrokeArcs:
+    """The arc length of every point from its stroke's first point, for many strokes at once.
+
+    cum: (P,) float64; length: (S,) float64 each stroke's arc length.
+    """
+
+    def __init__(self, points: np.ndarray, stroke_offsets: np.ndarray):
+        self.offsets = stroke_offsets
+        n_src = np.diff(stroke_offsets)
+        seg = np.zeros(len(points))
+        if len(points) > 1:
+            seg[1:] = np.hypot(*np.diff(points, axis=0).T)
+        seg[stroke_offsets[:-1][n_src > 0]] = 0.0  # no segment into a stroke's first point
+        cum = np.cumsum(seg)
+        starts = np.minimum(stroke_offsets[:-1], max(len(points) - 1, 0))
+        cum -= np.repeat(cum[starts] if len(cum) else np.zeros(len(n_src)), n_src)
+        self.cum = cum
+        self.length = np.where(n_src > 0, cum[np.maximum(stroke_offsets[1:] - 1, 0)] if len(cum) else 0.0, 0.0)
+        # a stroke's arc lengths lie in [base, base + length]: strokes kept apart on one sorted axis
+        self._base = np.zeros(len(n_src))
+        np.cumsum(self.length[:-1] + 1.0, out=self._base[1:])
+        self._axis = cum + np.repeat(self._base, n_src)
+
+    def locate(self, stroke: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where arc length `pos` (clipped to the stroke) of stroke `stroke` falls: on the segment from point
+        j to point nxt, a fraction frac in [0, 1] along it (at a run of points in one place, its first
+        point). Every array (Q,)."""
+        starts, ends = self.offsets[:-1][stroke], self.offsets[1:][stroke] - 1
+        pos = np.clip(pos, 0.0, self.length[stroke])
+        after = np.searchsorted(self._axis, pos + self._base[stroke], side="left")
+        j = np.clip(after - 1, starts, ends)
+        nxt = np.minimum(j + 1, ends)
+        span = self.cum[nxt] - self.cum[j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip(np.where(span > 0, (pos - self.cum[j]) / span, 0.0), 0.0, 1.0)
+        return j, nxt, frac
+
+
+def stroke_arcs(points: np.ndarray, stroke_offsets: np.ndarray) -> StrokeArcs:
+    return StrokeArcs(np.asarray(points, dtype=np.float64).reshape(-1, 2), np.asarray(stroke_offsets, dtype=np.int64))
 
 
 def resample_simplify_flat(flat: FlatDrawings, spacing: float, epsilon: float, distance: str = "line",

@@ -8,6 +8,7 @@ import click
 from .. import limits
 from .app import bounded, handle_errors, main, need_torch
 from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
+from .export_data import DATA_OPTIONS, data_options, export_data, given_options, is_dataset
 
 
 @main.command("import", context_settings={"show_default": True})
@@ -64,9 +65,10 @@ def import_(source, out_dir, scale_factor, data, overwrite):
 
 
 @main.command(context_settings={"show_default": True})
-@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
-@click.option("-o", "--output", default=None, metavar="MODEL.gen.json",
-              help="The sketch-rnn-js model file to write.")
+@click.argument("run_path", metavar="RUN|DATA.npz", type=click.Path(exists=True))
+@click.option("-o", "--output", default=None, metavar="OUT",
+              help="RUN: the sketch-rnn-js model file to write (MODEL.gen.json). DATA.npz: the file or folder "
+                   "to write.")
 @click.option("--html", "html_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
               help="Write a drawing page here instead (index.html, app.js, the sampler, model.gen.json).")
 @click.option("--name", default=None, show_default="the run folder's name", help="info.name in the file.")
@@ -77,10 +79,11 @@ def import_(source, out_dir, scale_factor, data, overwrite):
                    "built-in sampler.")
 @click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
               help="Which checkpoint of a run folder to export.")
+@data_options
 @handle_errors
-def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
+def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **data):
     """Write a model in the JSON format of sketch-rnn-js, @magenta/sketch and ml5.js (.gen.json), or a
-    drawing page that runs it.
+    drawing page that runs it; or write a dataset (DATA.npz) in the layout another model or tool reads.
 
     \b
     RUN: a `train --out` folder or a .pt checkpoint of an unconditional
@@ -90,11 +93,36 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint):
     +-10 and the largest rounding error. See docs/browser.md.
 
     \b
+    DATA.npz (a sketch-rnn dataset) goes to -o OUT with every split, id,
+    class and time, as --format (from OUT's name for .parquet):
+      parquet  one row per drawing (pandas, DuckDB, datasets)
+      ndjson   OUT/SPLIT.ndjson in Google's layout
+      svg      OUT/SPLIT/WORD/ID.svg
+      stroke5  .npz of padded (N, N_max + 1, 5) float32, as training pads
+      points   .npz of absolute (x, y, pen), ragged or --resample N
+      bitmap   .npz of (N, S, S) uint8 images as Google's numpy_bitmap
+      png      OUT/SPLIT/WORD/ID.png, a torchvision ImageFolder
+
+    \b
     Examples:
       sketchprep export runs/sheep -o sheep.gen.json
       sketchprep export runs/sheep --html sheep_page
       python -m http.server -d sheep_page 8000   # then open http://127.0.0.1:8000
+      sketchprep export cats.npz -o cats.parquet
+      sketchprep export cats.npz -o cats5.npz --format stroke5 --max-len 96
+      sketchprep export cats.npz -o cats_png --format png --size 64
     """
+    ctx = click.get_current_context()
+    if is_dataset(run_path):
+        refused = given_options(ctx, ("html_dir", "name", "scale", "runtime_js", "checkpoint"))
+        if refused:
+            raise click.UsageError(f"{', '.join(refused)} {'go' if len(refused) > 1 else 'goes'} with a RUN, not with "
+                                   "a dataset (.npz)")
+        return export_data(run_path, output, **data)
+    refused = given_options(ctx, DATA_OPTIONS)
+    if refused:
+        raise click.UsageError(f"{', '.join(refused)} {'go' if len(refused) > 1 else 'goes'} with a dataset (DATA.npz), "
+                               "not with a RUN")
     need_torch()
     from sketchrnn.magenta_js import check_page_folder, export_js_model, write_page
     from sketchrnn.sample import load_run

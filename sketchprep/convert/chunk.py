@@ -181,11 +181,17 @@ def _resamples(opts: ConvertOptions) -> bool:
     return opts.epsilon > 0 or opts.fit
 
 
+def _unmoved(opts: ConvertOptions) -> bool:
+    """`--size 0 --epsilon 0`: drawings are taken as they are, in their source's coordinates (not even
+    aligned): each sketch's first row is its first point's offset from the source's origin."""
+    return opts.size == 0 and opts.epsilon == 0
+
+
 def _as_they_are(flat: FlatDrawings, opts: ConvertOptions) -> np.ndarray:
     """(D,) bool: drawings kept point for point, repeated points included: at `--size 0 --epsilon 0`
-    (aligned, never scaled or simplified), those whose coordinates are all integers already, such as
-    the ndjson and SVG that `sketchprep export` writes, so that they read back unchanged."""
-    if opts.size != 0 or opts.epsilon != 0 or not flat.n_drawings:
+    (see `_unmoved`), those whose coordinates are all integers already, such as the ndjson and SVG that
+    `sketchprep export` writes, so that they read back unchanged."""
+    if not _unmoved(opts) or not flat.n_drawings:
         return np.zeros(flat.n_drawings, dtype=bool)
     whole = (flat.points == np.rint(flat.points)).all(axis=1)
     return np.logical_and.reduceat(whole, flat.point_offsets()[:-1])
@@ -200,9 +206,10 @@ def _replace(flat: FlatDrawings, mask: np.ndarray, sub: FlatDrawings) -> FlatDra
 
 def _simplify(flat: FlatDrawings, kinds: np.ndarray, epsilon: float, opts: ConvertOptions,
               untouched: np.ndarray | None = None) -> FlatDrawings:
-    """Normalise every drawing to --size (but Google's simplified ones, already in its 255 box), resample
-    raw Quick, Draw! drawings at --resample-spacing (not at epsilon 0), and RDP at `epsilon`; the
-    `untouched` drawings (already what the options ask for) pass as they are."""
+    """Normalise every drawing to --size (but Google's simplified ones, already in its 255 box, and all
+    of them at --size 0 --epsilon 0), resample raw Quick, Draw! drawings at --resample-spacing (not at
+    epsilon 0), and RDP at `epsilon`; the `untouched` drawings (already what the options ask for) pass as
+    they are."""
     if flat.n_drawings == 0:
         return flat
     raw = (kinds == KIND_RAW) & (epsilon > 0)  # --epsilon 0: raw points as they are, not resampled
@@ -210,10 +217,15 @@ def _simplify(flat: FlatDrawings, kinds: np.ndarray, epsilon: float, opts: Conve
     other = ~raw & ~google_frame
     if untouched is not None:
         google_frame &= ~untouched
+    size = None if _unmoved(opts) else opts.size
+
+    def normalized(sub: FlatDrawings) -> FlatDrawings:
+        return sub if size is None else normalize_flat(sub, size)
+
     out = flat
     for mask, step in ((raw, lambda sub: resample_simplify_flat(sub, opts.resample_spacing, epsilon, opts.distance,
-                                                                size=opts.size)),
-                       (other, lambda sub: _rdp(normalize_flat(sub, opts.size), epsilon, opts.distance)),
+                                                                size=size)),
+                       (other, lambda sub: _rdp(normalized(sub), epsilon, opts.distance)),
                        (google_frame, lambda sub: _rdp(sub, epsilon, opts.distance))):
         if mask.any():
             out = _replace(out, mask, step(out if mask.all() else out.select(np.flatnonzero(mask))))
