@@ -18,8 +18,8 @@ import numpy as np
 from .. import __version__
 from ..dataset import SketchDataset
 from ..outputs import atomic_output
-from .common import (SplitArrays, SplitView, StreamedArray, absolute_points, all_splits, dataset_box, stroke_offsets,
-                     write_members)
+from .common import (SplitArrays, SplitView, StreamedArray, absolute_points, all_splits, block_size, dataset_box,
+                     stroke_offsets, write_members)
 from .export import ExportOptions, ExportSummary
 
 GOOGLE_SIDE = 256.0      # Google's original_side
@@ -88,7 +88,7 @@ def google_frame(part: SplitArrays, box: float) -> np.ndarray:
 
 def images(part: SplitView, raster: Rasterizer, box: float, progress: Callable[[int], None]):
     """Yield (start, stop, (stop - start, S, S) uint8 images) block by block."""
-    for start, stop, block in part.blocks():
+    for start, stop, block in part.blocks(block_size(raster.side * raster.side)):
         xy = google_frame(block, box)
         so = stroke_offsets(block.rows, block.row_offsets)
         first = np.searchsorted(so, block.row_offsets)

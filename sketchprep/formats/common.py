@@ -19,6 +19,13 @@ from ..strokes import _offsets
 from .npz import SPLITS
 
 BLOCK = 16384  # drawings a writer builds at a time (a row group, a chunk of lines)
+BLOCK_BYTES = 64 * 2**20  # at most this much output built at a time, where a drawing's output is large
+
+
+def block_size(bytes_per_drawing: int) -> int:
+    """Drawings per block when each makes `bytes_per_drawing` bytes of output (padded arrays, images): at most
+    BLOCK, at least 1, and no more than BLOCK_BYTES' worth."""
+    return int(min(BLOCK, max(1, BLOCK_BYTES // max(1, bytes_per_drawing))))
 
 
 @dataclass

@@ -24,7 +24,8 @@ from ..dataset import SketchDataset
 from ..outputs import atomic_output
 from ..simplify import stroke_arcs
 from ..strokes import _offsets, _ranges
-from .common import SplitArrays, SplitView, StreamedArray, absolute_points, all_splits, stroke_offsets, write_members
+from .common import (SplitArrays, SplitView, StreamedArray, absolute_points, all_splits, block_size, stroke_offsets,
+                     write_members)
 from .export import ExportOptions, ExportSummary
 
 
@@ -111,7 +112,7 @@ def write(ds: SketchDataset, out: str, opts: ExportOptions, progress: Callable[[
             progress(stop - start)
 
     def resampled_blocks(p: SplitView, column: int, count: bool):
-        for start, stop, block in p.blocks():
+        for start, stop, block in p.blocks(block_size(n * 3 * 8)):
             result = resampled(block, n)[column]
             yield result
             if count:

@@ -23,8 +23,8 @@ from ..dataset import SketchDataset
 from ..errors import OptionError
 from ..outputs import atomic_output
 from ..strokes import START_TOKEN, _ranges
-from .common import SplitArrays, SplitView, StreamedArray, all_splits, write_members
-from .export import ExportOptions, ExportSummary
+from .common import SplitArrays, SplitView, StreamedArray, all_splits, block_size, write_members
+from .export import MAX_STEPS, ExportOptions, ExportSummary
 
 CLAMP = 1000.0  # the reference loader's `limit`
 
@@ -74,6 +74,10 @@ def write(ds: SketchDataset, out: str, opts: ExportOptions, progress: Callable[[
     parts = all_splits(ds)
     keeps = {p.name: kept(p, opts.max_len) for p in parts}
     longest = max((int(np.diff(p.row_offsets)[keeps[p.name]].max()) for p in parts if len(keeps[p.name])), default=0)
+    if opts.max_len is None and longest + 1 > MAX_STEPS:
+        raise OptionError(f"the longest drawing has {longest:,} rows, and padding every drawing to it would make "
+                          f"arrays of {longest + 2:,} steps: give --max-len (at most {MAX_STEPS:,}) to leave the "
+                          "longer ones out")
     n_max = opts.max_len if opts.max_len is not None else longest + 1
     scale = None
     if opts.normalize:
@@ -100,7 +104,7 @@ def write(ds: SketchDataset, out: str, opts: ExportOptions, progress: Callable[[
 
     def blocks(p: SplitView):
         keep = keeps[p.name]
-        for start, stop, block in p.blocks():
+        for start, stop, block in p.blocks(block_size((n_max + 1) * 5 * 4)):
             yield padded(block, keep[(keep >= start) & (keep < stop)] - start, n_max, scale)
             progress(stop - start)
 
