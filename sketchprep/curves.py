@@ -41,6 +41,8 @@ def read_metrics(run: str | os.PathLike) -> list[dict]:
                 try:
                     row = json.loads(line)
                 except ValueError:
+                    if not line.endswith("\n"):
+                        break    # the last line of a run that is writing it right now
                     raise InputError("not a JSON line (is this a `train` metrics.jsonl?)", path=path, line=n) from None
                 problem = _row_problem(row)
                 if problem:

@@ -108,6 +108,16 @@ def format_duration(seconds: float) -> str:
 # metrics output
 
 
+def _row_step(line: str) -> int | None:
+    """The step of one metrics.jsonl line, None when the line is not a row with a whole-number step."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
 class MetricsLog:
     """metrics.jsonl (one JSON object per row) and TensorBoard events when tensorboard is installed."""
 
@@ -116,12 +126,19 @@ class MetricsLog:
         self.path = out_dir / "metrics.jsonl"
         self.rows: list[dict] = []
         self.writer = None
+        self.damaged = 0    # lines of an earlier metrics.jsonl dropped on resume because they are not rows
         if not enabled:
             return
         if resume_step is not None and self.path.exists():
-            # drop rows a killed run wrote after its last checkpoint: they will be written again
-            kept = [ln for ln in read_text(self.path, "a metrics.jsonl", METRICS_BYTES).splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            # drop rows a killed run wrote after its last checkpoint (they will be written again), and lines
+            # that are not rows at all (a write cut short by the kill, a damaged disk)
+            kept = []
+            for line in read_text(self.path, "a metrics.jsonl", METRICS_BYTES).splitlines():
+                step = _row_step(line)
+                if step is None:
+                    self.damaged += bool(line.strip())
+                elif step <= resume_step:
+                    kept.append(line)
             with atomic_output(self.path) as f:
                 f.write("".join(ln + "\n" for ln in kept).encode())
         elif self.path.exists():
@@ -414,6 +431,8 @@ def run_loop(run: Setup, opts: TrainOptions, say: Callable[[str], None], stop_si
     every save_every steps and once more at the end."""
     hps, dist, dev, model, optimizer = run.hps, run.dist, run.device, run.model, run.optimizer
     metrics = MetricsLog(run.out, run.start if run.resumed else None, dist.main)
+    if metrics.damaged:
+        say(f"metrics.jsonl: {metrics.damaged} damaged line(s) dropped (not a JSON row with a step)")
     fixed = _fixed_drawings(run.data) if hps.conditional else []
     clock = _Clock(t_begin, opts.max_seconds,
                    n_eval_batches=2 * math.ceil(len(run.data.splits["valid"]) / (hps.batch_size * dist.world)))

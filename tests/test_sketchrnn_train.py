@@ -80,6 +80,21 @@ def test_a_crashed_run_resumes_exactly(data, tmp_path):
     assert [x["step"] for x in lines if x["split"] == "valid"] == [3, 6, 9, 11]
 
 
+def test_resume_drops_damaged_metrics_lines(data, tmp_path):
+    """A metrics.jsonl line that is not a row (a write cut short by a kill, a damaged disk) is dropped on
+    resume and counted in the log, not a traceback."""
+    hps = HParams(**TINY)
+    train([data], tmp_path / "run", hps, max_steps=3, log_every=1)
+    path = tmp_path / "run" / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "not json", "[1, 2]", '{"step": "x"}', *lines[1:]]) + '\n{"split": "tr')
+    said = []
+    train([], tmp_path / "run", None, resume=True, max_steps=5, log_every=1, log=said.append)
+    assert any("metrics.jsonl: 4 damaged line(s) dropped" in line for line in said), said
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["step"] for x in rows if x["split"] == "train"] == [1, 2, 3, 4, 5]
+
+
 def test_a_signal_saves_and_resume_continues_exactly(data, tmp_path):
     hps = HParams(**{**TINY, "save_every": 100})
     train([data], tmp_path / "full", hps, max_steps=6)

@@ -263,6 +263,12 @@ def test_plot_command(data, tmp_path, monkeypatch):
     (bad / "metrics.jsonl").write_text('{"split": "train", "step": 1}\nnot json\n')
     result = cli("plot", bad)
     assert result.exit_code == 1 and result.output.startswith(f"Error: {bad / 'metrics.jsonl'}:2: not a JSON line")
+    # a run still training: its last line, half written (no newline yet), is left out, not refused
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"split": "train", "step": 7, "co')
+    result = cli("plot", out, "-o", tmp_path / "e.svg")
+    assert result.exit_code == 0, result.output
+    assert "6 train and 3 valid points" in result.output
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = cli("plot", out, "-o", tmp_path / "d.png")
     assert result.exit_code == 1
