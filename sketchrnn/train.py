@@ -236,7 +236,13 @@ def _train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | Non
         run = set_up(data_paths, out, hps, opts, dist, dev)
         for line in describe(run, opts):
             say(line)
-        return run_loop(run, opts, say, stop_signal, t_begin)
+        result = run_loop(run, opts, say, stop_signal, t_begin)
+        if dist.world > 1:
+            # no rank tears its connections down while another is still writing or in a collective: gloo
+            # aborts a process whose peer closes under it (only on success: after an error the other
+            # ranks may never arrive)
+            torch.distributed.barrier()
+        return result
     finally:
         stop_signal.restore()
         if dist.world > 1 and torch.distributed.is_initialized():
