@@ -17,6 +17,8 @@
   of the same output removes those whose process is gone (what a `kill -9` in the last instant leaves).
 - `atomic_folder` does the same for a set of files (`convert --by-word`): a temporary folder beside
   the destination, renamed into place (or its files moved in, with signals held back) at the end.
+- `scratch_file` opens a temporary working file beside an output (unnamed where `O_TMPFILE` works, so
+  that even `kill -9` leaves nothing; otherwise named like the temporary files above and removed at the end).
 - `sigterm_raises` turns SIGTERM into `Terminated` (a KeyboardInterrupt) so that cleanup runs;
   `die_with_parent` makes a child process end when the process that started it ends (even by kill -9).
 """
@@ -350,6 +352,32 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def scratch_file(near: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """A temporary read-write file in the folder of `near` (an output that may not exist yet): yields its
+    descriptor and a path by which this process and the processes it forks can open it; it is gone after
+    the block (unnamed files: as soon as the descriptor is closed, whatever ends the process)."""
+    near = Path(near)
+    folder = near.parent if str(near.parent) else Path(".")
+    anonymous = _open_anonymous(folder) if folder.is_dir() else None
+    named: Path | None = None
+    if anonymous is not None:
+        fd = anonymous[0]
+        path = f"/proc/self/fd/{fd}"  # the same file in a forked child, which inherits the descriptor
+    else:
+        remove_stale(near)
+        named = _tmp_name(near)
+        fd = os.open(named, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        path = str(named)
+    try:
+        yield fd, path
+    finally:
+        os.close(fd)
+        if named is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(named)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import __version__
-from .convert import MAX_PROBLEMS_KEPT, Collected, ConvertOptions, ConvertReport, Kept
+from .convert import MAX_PROBLEMS_KEPT, Collected, ConvertOptions, ConvertReport, Kept, Spill
 from .dataset import atomic_output, read_npz
 from .errors import DatasetFormatError, OptionError, SketchprepError
 from .formats.npz import write_npz
@@ -185,11 +185,20 @@ def read_shard(path: str) -> tuple[Collected, ConvertOptions, tuple[int, int], s
     return Collected(kept, report, header["files"]), opts, tuple(header["shard"]), header["inputs_sha256"]
 
 
-def merge_shards(paths: list[str]) -> tuple[Collected, ConvertOptions]:
-    """Combine the shard files of one run (all N of them, any order) into one `Collected`."""
+def merge_shards(paths: list[str], spill: Spill | None = None) -> tuple[Collected, ConvertOptions]:
+    """Combine the shard files of one run (all N of them, any order) into one `Collected`.
+
+    spill: an open `Spill` that takes each shard's kept sketches as it is read (then memory holds one shard
+    at a time, and `Collected.kept` is the spill); None concatenates them in memory."""
     if not paths:
         raise OptionError("merge needs at least one shard file")
-    loaded = [read_shard(p) for p in paths]
+    loaded = []
+    for p in paths:
+        col, o, shard, fp = read_shard(p)
+        if spill is not None:
+            spill.add(col.kept)
+            col = Collected(None, col.report, col.files)
+        loaded.append((col, o, shard, fp))
     _, opts, (_, n), fingerprint = loaded[0]
     files = loaded[0][0].files
     seen: dict[int, str] = {}
@@ -206,7 +215,7 @@ def merge_shards(paths: list[str]) -> tuple[Collected, ConvertOptions]:
         missing = [i for i in range(n) if i not in seen][:10]  # n <= MAX_SHARDS (checked in the header)
         more = f" and {n - len(seen) - len(missing)} more" if n - len(seen) > len(missing) else ""
         raise OptionError(f"shards {', '.join(f'{i}/{n}' for i in missing)}{more} are missing")
-    kept = Kept.concat([col.kept for col, _, _, _ in loaded])
+    kept = spill if spill is not None else Kept.concat([col.kept for col, _, _, _ in loaded])
     report = ConvertReport()
     report.sources = {f: {"read": 0, "kept": 0} for f in files}
     problems = []

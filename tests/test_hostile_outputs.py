@@ -249,31 +249,29 @@ def test_by_word_into_an_existing_folder_keeps_other_files(folder):
 
 def test_by_word_write_that_fails_half_way_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
     """The third word's file fails to write: no word is written, the temporary folder is gone."""
-    from sketchprep import convert as convert_module
-    from sketchprep import dataset
     from sketchprep.convert import ConvertOptions, collect, write_outputs
+    from sketchprep.convert import write as write_module
 
     src = tmp_path / "in.ndjson"
     src.write_text("\n".join(_lines(5, "ant") + _lines(5, "bee") + _lines(5, "cow")) + "\n")
     per = tmp_path / "per"
     per.mkdir()
     (per / "ant.npz").write_bytes(PREVIOUS)
-    real_save, calls = dataset.save_dataset, []
+    real_write, calls = write_module.write_file, []
 
-    def failing_save(path, *args, **kwargs):
-        calls.append(path)
+    def failing_write(f, *args, **kwargs):
+        calls.append(f)
         if len(calls) == 3:
-            raise OSError(28, "No space left on device", str(path))
-        return real_save(path, *args, **kwargs)
+            raise OSError(28, "No space left on device", f.name)
+        return real_write(f, *args, **kwargs)
 
-    monkeypatch.setattr(dataset, "save_dataset", failing_save)
-    opts = ConvertOptions(split=(1, 0, 0), multiple=1)
+    monkeypatch.setattr(write_module, "write_file", failing_write)
+    opts = ConvertOptions(split=(1, 0, 0), multiple=1)  # one worker: the words are written in this process
     with pytest.raises(OSError):
         write_outputs(collect([str(src)], opts), opts, by_word=str(per))
     assert len(calls) == 3
     assert sorted(os.listdir(tmp_path)) == ["in.ndjson", "per"]
     assert sorted(os.listdir(per)) == ["ant.npz"] and (per / "ant.npz").read_bytes() == PREVIOUS
-    assert convert_module  # the module under test
 
 
 # ---------------------------------------------------------------------------------------------------

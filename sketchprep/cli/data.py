@@ -71,7 +71,7 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
       sketchprep convert icons/ icons.npz --include-fills --split 1/0/0
       zcat cat.ndjson.gz | sketchprep convert - cat.npz --epsilon 1.0 --fit
     """
-    from ..convert import ConvertOptions, collect, parse_split, write_outputs
+    from ..convert import ConvertOptions, collect, parse_split, run
     from ..outputs import sigterm_raises
     from ..shards import parse_shard, write_shard
 
@@ -96,15 +96,16 @@ def convert(args, epsilon, distance, max_len, fit, size, split_text, multiple, s
     shard_spec = parse_shard(shard) if shard else None
     _check_outputs(args, out, None if shard_spec else by_word)
     with sigterm_raises():
-        with progress_bar(quiet, unit=" drawings", desc="convert") as bar:
-            collected = collect(args, opts, progress=bar.update, shard=shard_spec)
         if shard_spec:
+            with progress_bar(quiet, unit=" drawings", desc="convert") as bar:
+                collected = collect(args, opts, progress=bar.update, shard=shard_spec)
             write_shard(out, collected, opts, shard_spec)
             if not quiet:
                 click.echo(f"read {collected.report.read} drawings; wrote shard {shard} with {collected.kept.n} kept "
                            f"drawings to {out} (combine all shards with `sketchprep merge`)")
             return
-        outputs = write_outputs(collected, opts, out, by_word, command_line())
+        with progress_bar(quiet, unit=" drawings", desc="convert") as bar:
+            collected, outputs = run(args, opts, out, by_word, command_line(), progress=bar.update)
     _print_outputs(collected, outputs, as_json, quiet)
 
 
@@ -142,7 +143,7 @@ def merge(args, by_word, split_text, multiple, seed, as_json, quiet):
       done; wait
       sketchprep merge shard-*.npz quickdraw.npz
     """
-    from ..convert import parse_split, write_outputs
+    from ..convert import Spill, parse_split, write_outputs
     from ..outputs import sigterm_raises
     from ..shards import merge_shards, with_split_overrides
 
@@ -156,8 +157,9 @@ def merge(args, by_word, split_text, multiple, seed, as_json, quiet):
     else:
         out = None
     _check_outputs(args, out, by_word)
-    with sigterm_raises():
-        collected, opts = merge_shards(args)
+    by_label = by_word is not None
+    with sigterm_raises(), Spill(out if by_word is None else by_word, by_label=by_label, on_disk=by_label) as spill:
+        collected, opts = merge_shards(args, spill)
         opts = with_split_overrides(opts, parse_split(split_text) if split_text else None, multiple, seed)
         outputs = write_outputs(collected, opts, out, by_word, command_line())
     _print_outputs(collected, outputs, as_json, quiet)

@@ -14,6 +14,7 @@ from .inputs import expand_inputs, make_tasks
 from .kept import Kept
 from .options import ConvertOptions
 from .pool import ordered_map
+from .spill import Spill
 
 MAX_PROBLEMS_KEPT = 100  # examples of bad input named in the report (all are counted)
 
@@ -42,17 +43,19 @@ class ConvertReport:
 
 @dataclass
 class Collected:
-    kept: Kept
+    kept: Kept | Spill  # in memory, or written to a spill as they came
     report: ConvertReport
     files: list[str]
 
 
 def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], None] | None = None,
-            shard: tuple[int, int] | None = None) -> Collected:
+            shard: tuple[int, int] | None = None, spill: Spill | None = None) -> Collected:
     """Read and process every input; return the kept sketches (not yet deduplicated or split).
 
     shard=(i, n) processes only the units of work (chunks of lines, groups of files) whose index is
     i modulo n; the n shards of a run together process every unit exactly once.
+    spill: an open `Spill` that takes each chunk's kept sketches as they come (then `Collected.kept` is
+    that spill, and memory does not grow with what is kept); None keeps them in memory, in one `Kept`.
     """
     files = expand_inputs(inputs)
     opened = {f: identity(f) for f in files if f != "-"}
@@ -72,7 +75,10 @@ def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], N
                 next_line[result.relative_to] = first + result.lines
             if opts.strict and result.problems:
                 raise InputError(result.problems[0].message, path=result.problems[0].path, line=result.problems[0].line)
-            parts.append(result.kept)
+            if spill is not None:
+                spill.add(result.kept)
+            else:
+                parts.append(result.kept)
             report.read += result.read
             report.dropped.update(result.dropped)
             report.filtered.update(result.filtered)
@@ -91,7 +97,7 @@ def collect(inputs: list[str], opts: ConvertOptions, progress: Callable[[int], N
         after = identity(f)
         if after != before:
             raise changed_while_read(f, before[0] if before else 0, after[0] if after else 0)
-    kept = Kept.concat(parts)
+    kept = spill if spill is not None else Kept.concat(parts)
     report.kept_before_split = kept.n
     return Collected(kept, report, files)
 

@@ -108,6 +108,14 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def priorities(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """(N,) uint64 seeded priority of each sketch, from its content hash: the order of the splits.
+
+    A bijection of the hash (xor with a constant, then mix64), so equal priorities mean equal hashes."""
+    seed_mix = mix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ GOLDEN)[0]
+    return mix64(np.asarray(hashes, dtype=np.uint64) ^ seed_mix)
+
+
 _POSITION_KEYS = np.zeros(0, np.uint64)
 
 

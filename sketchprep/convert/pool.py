@@ -44,6 +44,14 @@ def ordered_map(fn: Callable[..., R], items: Iterable[T], *args, workers: int = 
     pool.shutdown(wait=True)
 
 
+def workers_share_memory(workers: int) -> bool:
+    """Whether `ordered_map` with this many workers runs `fn` where this process's memory, as it is when
+    the map starts, can be read (in this process, or in workers forked from it)."""
+    import multiprocessing
+
+    return workers <= 1 or "fork" in multiprocessing.get_all_start_methods()
+
+
 def _worker_init(parent: int) -> None:
     """In each worker: die with the parent, leave Ctrl-C to the parent (it stops the pool)."""
     import signal

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..errors import TooFewDrawingsError
 from ..formats.npz import SPLITS
-from .dedupe import unique
-from .kept import GOLDEN, Kept, mix64
+from .dedupe import ordered_unique
+from .kept import Kept, priorities
 from .options import ConvertOptions, format_split
 
 
@@ -17,9 +17,7 @@ def shuffle_order(kept: Kept, seed: int, among: np.ndarray | None = None) -> np.
     """Indices of the kept sketches (or of those listed in `among`) in seeded priority order, a hash of
     each sketch's content: independent of the input order and of how the work was divided."""
     idx = np.arange(kept.n) if among is None else np.asarray(among, dtype=np.int64)
-    seed_mix = mix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ GOLDEN)[0]
-    priority = mix64(kept.hashes[idx] ^ seed_mix)
-    return idx[np.lexsort((kept.order[idx], priority))]
+    return idx[np.lexsort((kept.order[idx], priorities(kept.hashes[idx], seed)))]
 
 
 def _fractions(split: tuple[float, float, float]) -> bool:
@@ -124,50 +122,65 @@ def share_notes(sizes, split: tuple[float, float, float], n: int) -> list[str]:
 
 
 @dataclass
-class SplitResult:
-    splits: dict[str, list[np.ndarray]]
-    ids: dict[str, np.ndarray]
-    labels: dict[str, np.ndarray] | None
+class SplitSummary:
+    """What a split of a file holds and what it dropped (all a summary or `meta` needs, no sketches)."""
+
     classes: list[str]
     counts: dict[str, int]
     duplicates: int
     rounding: int       # dropped to make sizes multiples (fractions)
     not_selected: int   # beyond the requested counts
     notes: list[str] = field(default_factory=list)  # splits that rounding moved far from what was asked
+
+
+@dataclass
+class SplitResult(SplitSummary):
+    """A split made in memory (`make_splits`): the summary plus each split's sketches, ids, labels and times."""
+
+    splits: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    ids: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] | None = None
     times: dict[str, np.ndarray] | None = None  # --keep-time: per split, (R,) float64, one per row of its sketches
 
 
+def plan_split(order: np.ndarray, before: int, classes: list[str], opts: ConvertOptions, path: str | None = None,
+               what: str = "") -> tuple[list[np.ndarray], SplitSummary]:
+    """Cut `order` (the deduplicated sketches in seeded order, out of `before` kept) into train/valid/test:
+    returns each split's part of `order` and the summary. Raises `TooFewDrawingsError` (naming `path`; `what`
+    describes the drawings) when a split asked for would be empty."""
+    check_split(len(order), opts.split, opts.multiple, path, what)
+    sizes = split_sizes(len(order), opts.split, opts.multiple)
+    bounds = np.cumsum([0, *sizes])
+    parts = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    unused = len(order) - sum(sizes)
+    fractions = all(p <= 1 for p in opts.split)
+    return parts, SplitSummary(classes, {name: int(size) for name, size in zip(SPLITS, sizes)}, before - len(order),
+                               unused if fractions else 0, 0 if fractions else unused,
+                               share_notes(sizes, opts.split, len(order)))
+
+
 def make_splits(kept: Kept, opts: ConvertOptions, path: str | None = None, what: str = "") -> SplitResult:
-    """Dedupe, order by the seeded hash and cut into train/valid/test.
+    """Dedupe, order by the seeded hash and cut into train/valid/test, in memory.
 
     Raises `TooFewDrawingsError` (naming `path`, `what` describes the drawings) when nothing was kept or
     a split asked for would be empty."""
     if kept.n == 0:
         raise TooFewDrawingsError(f"no drawings{what} were kept", path=path)
-    keep = unique(kept)
-    duplicates = kept.n - len(keep)
-    check_split(len(keep), opts.split, opts.multiple, path, what)
-    order = shuffle_order(kept, opts.seed, keep)  # indices into `kept`: no deduplicated copy is made
-    sizes = split_sizes(len(keep), opts.split, opts.multiple)
-    class_names = np.unique(kept.labels[keep])
+    order = ordered_unique(kept.hashes, kept.order, kept.row_offsets[:-1], np.diff(kept.row_offsets), kept.rows,
+                           opts.seed)  # indices into `kept`: no deduplicated copy is made
+    class_names = np.unique(kept.labels[order])
     class_of = np.searchsorted(class_names, kept.labels)  # valid for every drawing that can be selected
     classes = class_names.tolist()
     multi = len(classes) > 1
-    splits, ids, labels, counts, times = {}, {}, {}, {}, {}
-    start = 0
-    for name, size in zip(SPLITS, sizes):
-        idx = order[start:start + size]
-        start += size
+    parts, summary = plan_split(order, kept.n, classes if multi else classes[:1], opts, path, what)
+    splits, ids, labels, times = {}, {}, {}, {}
+    for name, idx in zip(SPLITS, parts):
         part = kept.take(idx)  # one copy of the split's rows; each sketch is a view into it
-        splits[name] = np.split(part.rows, part.row_offsets[1:-1]) if size else []
+        splits[name] = np.split(part.rows, part.row_offsets[1:-1]) if len(idx) else []
         ids[name] = part.ids
         if part.times is not None:
             times[name] = part.times
         if multi:
             labels[name] = class_of[idx].astype(np.int32)
-        counts[name] = int(size)
-    unused = len(keep) - sum(sizes)
-    fractions = all(p <= 1 for p in opts.split)
-    return SplitResult(splits, ids, labels if multi else None, classes if multi else classes[:1], counts, duplicates,
-                       unused if fractions else 0, 0 if fractions else unused,
-                       share_notes(sizes, opts.split, len(keep)), times if kept.times is not None else None)
+    return SplitResult(**vars(summary), splits=splits, ids=ids, labels=labels if multi else None,
+                       times=times if kept.times is not None else None)
