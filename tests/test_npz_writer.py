@@ -91,6 +91,16 @@ def test_packed_pieces_join_into_the_whole_pickle(lengths, data):
     assert npz.object_array_head(total) + joined + npz.object_array_tail(total) == numpy_npy(arr)
 
 
+def test_one_value_per_point_rides_along_the_same_way():
+    """A per-point array of another dtype, (R,) rather than (R, 3) (e.g. times), pickles as numpy would."""
+    times = np.arange(500, dtype=np.float32) * 0.5
+    starts, lengths = np.array([0, 7, 300]), np.array([7, 293, 200])
+    arr = npz.sketch_array([times[s:s + n] for s, n in zip(starts, lengths)])
+    joined = npz.pickled_packed(times, starts, lengths, 0, 3)
+    assert npz.object_array_head(3) + joined + npz.object_array_tail(3) == numpy_npy(arr)
+    assert npz._template(times.dtype, None) is not None  # the fast path, not pickle per element
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=3000), st.binary(max_size=70_000))
 def test_crc32_combine(a, b):

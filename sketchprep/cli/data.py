@@ -39,7 +39,8 @@ from .app import Checked, bounded, command_line, default_workers, handle_errors,
 @click.option("--by-word", "by_word", type=click.Path(file_okay=False), default=None,
               help="Write one DIR/<word>.npz per class (as Google ships them) instead of OUT.npz.")
 @click.option("--workers", type=bounded(limits.WORKERS), default=None, show_default="all cores",
-              help="Worker processes (inputs under 8 MB use one).")
+              help="Worker processes, for reading and for writing (the same output for any number); inputs "
+                   "under 8 MB use one.")
 @click.option("--shard", type=Checked("sketchprep.shards:parse_shard"), default=None, metavar="I/N",
               help="Process only shard I of N (0-based) and write a shard file to OUT; combine with `merge`.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad drawing or file with exit 1; write nothing.")

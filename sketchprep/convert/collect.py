@@ -43,7 +43,7 @@ class ConvertReport:
 
 @dataclass
 class Collected:
-    kept: Kept | Spill  # in memory, or written to a spill as they came
+    kept: Kept | Spill | None  # in memory, or packed into a spill as they came (None: not carried along)
     report: ConvertReport
     files: list[str]
 

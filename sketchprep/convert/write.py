@@ -132,7 +132,7 @@ def write_file(f, keys: Keys, rows: np.ndarray, id_width: int, parts: list[np.nd
     current = None
     shared = None
     if workers_share_memory(workers):  # the workers read the rows where they are (forked: shared, not copied)
-        shared = len(_SHARED)
+        shared = id(rows)
         _SHARED[shared] = rows
     tasks = _piece_tasks(keys, rows, shared, id_width, parts, label_of, meta, times)
     results = ordered_map(_make_piece, tasks, workers=workers)
@@ -151,7 +151,7 @@ def write_file(f, keys: Keys, rows: np.ndarray, id_width: int, parts: list[np.nd
     zf.close()
 
 
-_SHARED: dict[int, np.ndarray] = {}  # rows that forked workers read in place, by key
+_SHARED: dict[int, np.ndarray] = {}  # rows that forked workers read in place (copy on write: never copied)
 
 
 def _piece_tasks(keys: Keys, rows: np.ndarray, shared: int | None, id_width: int, parts: list[np.ndarray],

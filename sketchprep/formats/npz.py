@@ -195,24 +195,27 @@ def _pickle_bytes(n: int) -> bytes:
 
 
 class _ElementTemplate:
-    """The pickle of an (n, columns) C-ordered array of one dtype, less its two varying parts (the row
-    count and the data): found by pickling probes, then checked against pickle for several sizes."""
+    """The pickle of an (n, columns) C-ordered array of one dtype (columns None: an (n,) array, e.g. one
+    value per point), less its two varying parts (the row count and the data): found by pickling probes,
+    then checked against pickle for several sizes."""
 
-    def __init__(self, dtype: np.dtype, columns: int):
-        probe = np.zeros((300, columns), dtype)
+    def __init__(self, dtype: np.dtype, columns: int | None):
+        shape_of = (lambda n: (n,)) if columns is None else (lambda n: (n, columns))
+        probe = np.zeros(shape_of(300), dtype)
         body = _fast_pickle(probe)[2:-1]  # without PROTO and STOP
-        shape = _pickle_int(300) + _pickle_int(columns) + b"\x86"
+        tail = b"\x85" if columns is None else _pickle_int(columns) + b"\x86"  # TUPLE1 or TUPLE2
+        shape = _pickle_int(300) + tail
         data = _pickle_bytes(probe.nbytes) + probe.tobytes()
         i, j = body.find(shape), body.find(data)
         if body.count(shape) != 1 or body.count(data) != 1 or j < i:
             raise ValueError("unexpected pickle layout")
-        self.prefix, self.shape_tail = body[:i], _pickle_int(columns) + b"\x86"
+        self.prefix, self.shape_tail = body[:i], tail
         self.middle, self.suffix = body[i + len(shape):j], body[j + len(data):]
-        self.row_bytes = probe.itemsize * columns
+        self.row_bytes = probe.itemsize * (columns or 1)
         self._heads: dict[int, bytes] = {}
         rng = np.random.default_rng(0)
         for n in (1, 2, 42, 43, 255, 256, 11_000, 65_536):
-            a = rng.integers(-100, 100, (n, columns)).astype(dtype)
+            a = rng.integers(-100, 100, shape_of(n)).astype(dtype)
             if self.pickle(a) != _fast_pickle(a)[2:-1]:
                 raise ValueError("unexpected pickle layout")
 
@@ -231,7 +234,7 @@ class _ElementTemplate:
 _TEMPLATES: dict = {}
 
 
-def _template(dtype: np.dtype, columns: int) -> _ElementTemplate | None:
+def _template(dtype: np.dtype, columns: int | None) -> _ElementTemplate | None:
     key = (np.dtype(dtype).str, columns)
     if key not in _TEMPLATES:
         try:
@@ -242,9 +245,9 @@ def _template(dtype: np.dtype, columns: int) -> _ElementTemplate | None:
 
 
 def _pickled_element(a) -> bytes:
-    if isinstance(a, np.ndarray) and a.ndim == 2 and type(a) is np.ndarray and a.flags.c_contiguous \
-            and a.dtype.kind in "iuf" and a.dtype.isnative and 0 < a.shape[1] < 256:
-        t = _template(a.dtype, a.shape[1])
+    if isinstance(a, np.ndarray) and type(a) is np.ndarray and a.ndim in (1, 2) and a.flags.c_contiguous \
+            and a.dtype.kind in "iuf" and a.dtype.isnative and (a.ndim == 1 or 0 < a.shape[1] < 256):
+        t = _template(a.dtype, a.shape[1] if a.ndim == 2 else None)
         if t is not None:
             return t.pickle(a)
     return _fast_pickle(a)[2:-1]
@@ -296,8 +299,12 @@ def pickled_sketches(sketches: Sequence[np.ndarray], first: int, total: int) -> 
 
 def pickled_packed(rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray, first: int, total: int) -> bytes:
     """`pickled_sketches` of the sketches rows[starts[i]:starts[i] + lengths[i]], straight from `rows` (no
-    array is made for each sketch, each row is copied once)."""
-    t = _template(rows.dtype, rows.shape[1]) if rows.ndim == 2 and rows.dtype.kind in "iuf" else None
+    array is made for each sketch, each row is copied once). `rows` is (R, columns) or, for one value per
+    point (another per-point array riding along with the stroke-3 rows), (R,)."""
+    t = None
+    if rows.ndim in (1, 2) and rows.dtype.kind in "iuf" and rows.dtype.isnative and \
+            (rows.ndim == 1 or 0 < rows.shape[1] < 256):
+        t = _template(rows.dtype, rows.shape[1] if rows.ndim == 2 else None)
     if t is None or not rows.flags.c_contiguous:
         return pickled_sketches([rows[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())], first, total)
     k = len(lengths)
