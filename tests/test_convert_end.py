@@ -97,3 +97,76 @@ def test_spill_gives_back_every_sketch_and_key(tmp_path):
                 for k, i in enumerate(mine):
                     np.testing.assert_array_equal(rows[keys.row_starts[k]:][:keys.lengths[k]], whole.sketch(i))
         assert os.listdir(tmp_path) == []  # nothing left beside the output
+
+
+@pytest.fixture
+def timed_inputs():
+    """Drawings without times (simplified) first, then raw ones with times: the spill starts its times late."""
+    from conftest import shared_data
+
+    simplified = sorted(shared_data("quickdraw_simplified_ndjson").glob("*.ndjson"))[:2]
+    return [str(p) for p in simplified] + [str(shared_data("quickdraw_raw_ndjson"))]
+
+
+def test_keep_time_one_and_two_workers_write_the_in_memory_pipelines_bytes(tmp_path, timed_inputs, small_pieces):
+    """--keep-time through the spill: OUT.npz and every --by-word file are the same bytes for 1 and 2 workers,
+    and what make_splits + save_dataset write from everything in memory, `<split>_times` included."""
+    from sketchprep.dataset import load_dataset
+
+    written = {}
+    for workers in (1, 2):
+        opts = ConvertOptions(workers=workers, multiple=1, seed=3, keep_time=True, split=(0.6, 0.2, 0.2))
+        collected, [(_, _, meta)] = convert.run(timed_inputs, opts, out=str(tmp_path / f"w{workers}.npz"))
+        _, words = convert.run(timed_inputs, opts, by_word=str(tmp_path / f"words{workers}"))
+        written[workers] = (tmp_path / f"w{workers}.npz").read_bytes(), \
+            {name: (tmp_path / f"words{workers}" / name).read_bytes() for name in sorted(os.listdir(tmp_path / f"words{workers}"))}
+    assert written[1] == written[2] and len(written[1][1]) > 10
+
+    kept = collect(timed_inputs, opts).kept
+    assert kept.times is not None and np.isnan(kept.times).any() and np.isfinite(kept.times).any()
+    result = make_splits(kept, opts, None)
+    save_dataset(tmp_path / "memory.npz", result.splits, ids=result.ids, labels=result.labels, meta=meta,
+                 times=result.times)
+    assert (tmp_path / "memory.npz").read_bytes() == written[1][0]
+    ds = load_dataset(tmp_path / "w1.npz")
+    assert set(ds.times) == {"train", "valid", "test"}
+    assert all(len(ds.times[s]) == sum(len(x) for x in ds.splits[s]) for s in ds.times)
+
+    for path, summary, word_meta in words:  # each word's file: its own drawings split in memory
+        word = word_meta["word"]
+        mine = np.flatnonzero(kept.labels == word)
+        part = make_splits(kept.take(mine), opts, None, f" of word {word!r}")
+        save_dataset(tmp_path / "word.npz", part.splits, ids=part.ids, meta=word_meta, times=part.times)
+        assert (tmp_path / "word.npz").read_bytes() == written[2][1][os.path.basename(path)], word
+
+
+def test_spill_gives_back_times_with_nan_for_sketches_without(tmp_path):
+    rng = np.random.default_rng(1)
+    chunks = []
+    for c in range(4):
+        lengths = rng.integers(1, 20, 30)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        rows = rng.integers(-50, 50, (offsets[-1], 3)).astype(np.int16)
+        labels = np.array(rng.choice(["ant", "bee"], 30))
+        times = None if c in (0, 2) else rng.random(offsets[-1]) * 1000  # the first chunk has none
+        chunks.append(Kept(rows, offsets, np.array([f"{c}-{i}" for i in range(30)]), labels, np.arange(30) + 100 * c,
+                           sketch_hashes(rows, offsets), times))
+    whole = Kept.concat(chunks)
+    for on_disk, by_label in ((True, True), (True, False), (False, False)):
+        with Spill(tmp_path / "out.npz", by_label=by_label, on_disk=on_disk) as spill:
+            for k in chunks:
+                spill.add(k)
+            reader = spill.reader()
+            keys, rows, times = reader.load()
+            for j in range(keys.n):
+                i = int(np.flatnonzero(whole.order == keys.order[j])[0])
+                a, b = whole.row_offsets[i], whole.row_offsets[i + 1]
+                np.testing.assert_array_equal(times[keys.row_starts[j]:][:keys.lengths[j]], whole.times[a:b])
+            for code, name in enumerate(reader.classes):
+                keys, rows, times = reader.load(code)
+                mine = np.flatnonzero(whole.labels == name)
+                np.testing.assert_array_equal(keys.order, whole.order[mine])
+                np.testing.assert_array_equal(times, whole.take(mine).times)
+    with Spill(tmp_path / "out.npz") as spill:  # no times at all: none given back
+        spill.add(chunks[0])
+        assert spill.reader().load()[2] is None
