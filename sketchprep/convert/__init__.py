@@ -4,9 +4,10 @@ source -> polylines -> normalise -> resample (Quick, Draw! raw) -> RDP -> quanti
 length filter (or `fit`) -> dedupe -> order by a seeded hash -> split -> write.
 
 Work happens on chunks of drawings (flat arrays, see `sketchprep.strokes.FlatDrawings`), optionally
-in worker processes; the kept sketches go to a spill on disk as they come, and the end (dedupe, split,
-writing) reads back what each output needs, in worker processes too: memory does not grow with the
-sketches kept, only with small keys (see `spill` and `write`).
+in worker processes; the kept sketches go to a spill as they come (packed in memory for one OUT.npz,
+on disk beside DIR for `--by-word`), and the end (dedupe, split, writing) reads back what each output
+needs, in worker processes too: one OUT.npz holds the packed stroke-3 it writes plus small keys per
+sketch, and `--by-word` only the words being written (see `spill` and `write`).
 
 The order of the output does not depend on the order of the inputs or on how they were chunked or
 sharded: each kept sketch gets a priority from a seeded hash of its content, and the splits are
