@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -118,6 +118,12 @@ def checkpoint_problem(ckpt: dict) -> str | None:
             return f"{name} {value!r} is not a whole number from 0 to {MAX_STEP}"
     if not isinstance(ckpt.get("optimizer", {}), dict):
         return "'optimizer' is not a dict"
+    classes = ckpt.get("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        return "classes is not a list of class names"
+    if hps.class_conditional and (len(classes) != hps.num_classes or len(set(classes)) != len(classes)):
+        return (f"its {len(classes)} class names ({len(set(classes))} different) are not the {hps.num_classes} "
+                f"classes of its class embedding")
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in SketchRNN(hps).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
@@ -234,6 +240,14 @@ class Run:
     data_files: list[str]
     step: int
     path: str
+    classes: list[str] = field(default_factory=list)   # the class names of the training data, by index
+
+    def class_index(self, name: str) -> int:
+        """The index of class `name`; an OptionError listing the run's classes when it has no such class."""
+        if name in self.classes:
+            return self.classes.index(name)
+        shown = ", ".join(map(repr, self.classes[:30])) + (" ..." if len(self.classes) > 30 else "")
+        raise OptionError(f"--class {name!r}: the run has no such class (its classes: {shown or 'none'})")
 
     @property
     def device(self) -> torch.device:
@@ -246,4 +260,4 @@ def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str = "be
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, resolve_device(device))
     return Run(model, model.hps, float(ckpt["scale_factor"]), int(ckpt["max_len"]), list(ckpt["data_files"]),
-               int(ckpt["step"]), path)
+               int(ckpt["step"]), path, list(ckpt.get("classes", [])))

@@ -70,35 +70,54 @@ class SketchData:
         return self.max_len + 1
 
 
-def load_data(paths: list[str], max_seq_len: int = 250, scale_factor: float | None = None) -> SketchData:
+def file_class(path: str | os.PathLike) -> str:
+    """The class of every drawing of a file without labels: its name without the folder and .npz."""
+    return os.path.splitext(os.path.basename(str(path)))[0]
+
+
+def load_data(paths: list[str], max_seq_len: int = 250, scale_factor: float | None = None,
+              classes: list[str] | None = None) -> SketchData:
     """Load and preprocess `.npz` files (concatenated per split; labels kept).
 
     `scale_factor` None computes it from train (the reference); a number (from a checkpoint) is used as is.
+    Classes: each file's class names (its metadata, with `<split>_labels`), or `file_class(path)` for a
+    file without labels; `classes` (a run's class list) maps them to its indices and refuses a file holding
+    drawings of a class outside it, naming them; None builds the list in order of first appearance.
     """
     if not paths:
         raise OptionError("give at least one .npz file")
     per_split: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     labels: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
-    classes: list[str] = []
+    names: list[str] = list(classes) if classes is not None else []
     for path in paths:
         ds = load_dataset(path)
-        file_classes = ds.classes or [os.path.splitext(os.path.basename(str(path)))[0]]
-        index = {}
-        for name in file_classes:
-            if name not in classes:
-                classes.append(name)
-            index[name] = classes.index(name)
-        remap = np.array([index[n] for n in file_classes], dtype=np.int64)
+        file_classes = ds.classes or [file_class(path)]
+        file_labels = {}
         for s in SPLITS:
-            sketches = ds.splits[s]
-            per_split[s] += sketches
+            n = len(ds.splits[s])
             if s in ds.labels and ds.classes:
                 lab = np.asarray(ds.labels[s], dtype=np.int64)
-                if len(lab) != len(sketches) or (len(lab) and (lab.min() < 0 or lab.max() >= len(remap))):
+                if len(lab) != n or (len(lab) and (lab.min() < 0 or lab.max() >= len(file_classes))):
                     raise DatasetFormatError(f"{s}_labels does not match the {s} split", path=str(path))
-                labels[s].append(remap[lab])
             else:
-                labels[s].append(np.full(len(sketches), remap[0], dtype=np.int64))
+                lab = np.zeros(n, dtype=np.int64)
+            file_labels[s] = lab
+        if classes is not None:
+            used = np.unique(np.concatenate(list(file_labels.values())))
+            unknown = [file_classes[i] for i in used if file_classes[i] not in names]
+            if unknown:
+                raise DatasetFormatError(
+                    f"holds drawings of {len(unknown)} class{'es' if len(unknown) > 1 else ''} the run does not "
+                    f"know: {', '.join(map(repr, unknown[:10]))}{' ...' if len(unknown) > 10 else ''} (the run's "
+                    f"classes: {', '.join(map(repr, names[:20]))}{' ...' if len(names) > 20 else ''})", path=str(path))
+        for name in file_classes:
+            if name not in names and classes is None:
+                names.append(name)
+        remap = np.array([names.index(n) if n in names else -1 for n in file_classes], dtype=np.int64)
+        for s in SPLITS:
+            per_split[s] += ds.splits[s]
+            labels[s].append(remap[file_labels[s]])
+    classes = names
 
     splits: dict[str, Split] = {}
     dropped: dict[str, int] = {}
@@ -193,11 +212,26 @@ def pad_batch(sketches: list[np.ndarray], steps: int) -> tuple[np.ndarray, np.nd
     return out, lengths
 
 
+def class_shares(counts: np.ndarray, balance: str = "none") -> np.ndarray:
+    """(K,) drawings per class -> (K,) the share of training draws each class gets: in proportion to its
+    size ("none", the reference's plain shuffle), the same for every class ("equal") or in proportion to
+    the square root of its size ("sqrt"). A class without drawings gets none."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weight = {"none": counts, "equal": (counts > 0).astype(np.float64), "sqrt": np.sqrt(counts)}[balance]
+    total = weight.sum()
+    return weight / total if total > 0 else weight
+
+
 class Batches:
-    """Batches of one split: random augmented ones for training, contiguous ones for evaluation."""
+    """Batches of one split: random augmented ones for training, contiguous ones for evaluation.
+
+    `class_balance` other than "none" draws each training batch's sketches at random with replacement,
+    each class getting `class_shares(..., class_balance)` of the draws (a small class is repeated, a big
+    one subsampled); "none" takes the head of a fresh permutation, as the reference does."""
 
     def __init__(self, split: Split, batch_size: int, target_steps: int, pad_to_batch: bool = False,
-                 random_scale_factor: float = 0.0, augment_stroke_prob: float = 0.0, seed: int = 0):
+                 random_scale_factor: float = 0.0, augment_stroke_prob: float = 0.0, seed: int = 0,
+                 class_balance: str = "none", num_classes: int = 0):
         self.split = split
         self.batch_size = batch_size
         self.target_steps = target_steps
@@ -205,6 +239,14 @@ class Batches:
         self.random_scale_factor = random_scale_factor
         self.augment_stroke_prob = augment_stroke_prob
         self.seed = seed
+        self.class_balance = class_balance
+        self._cdf = None                  # cumulative draw probability per sketch, when balanced
+        counts = np.bincount(split.labels, minlength=num_classes) if len(split) else np.zeros(num_classes, int)
+        if class_balance != "none" and np.count_nonzero(counts) > 1:
+            shares = class_shares(counts, class_balance)
+            per_sketch = shares[split.labels] / counts[split.labels]
+            self._cdf = np.cumsum(per_sketch)
+            self._cdf /= self._cdf[-1]
 
     def _make(self, indices: np.ndarray, rng: np.random.Generator | None) -> Batch:
         sketches = [self.split.strokes[i] for i in indices]
@@ -243,8 +285,12 @@ class Batches:
         if n < need:
             raise OptionError(f"the train split has {n} sketches, fewer than batch_size x processes = {need}; "
                               f"lower batch_size (--set batch_size=N)")
-        perm = np.random.default_rng((self.seed, step, 0xB47C)).permutation(n)
-        indices = perm[rank * self.batch_size:(rank + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, step, 0xB47C))
+        if self._cdf is None:
+            drawn = rng.permutation(n)
+        else:   # balanced: sketches drawn with replacement by their class's share
+            drawn = np.minimum(np.searchsorted(self._cdf, rng.random(need), side="right"), n - 1)
+        indices = drawn[rank * self.batch_size:(rank + 1) * self.batch_size]
         return self._make(indices, np.random.default_rng((self.seed, step, rank, 0xA06)))
 
     def eval_batches(self, rank: int = 0, world: int = 1):

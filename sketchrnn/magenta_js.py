@@ -18,7 +18,8 @@ log sigma_y, rho (pre-tanh)`, M each, and it fixes M = 20 (`NMIXTURE`). Input of
 runtime pixel is one data unit / pixelFactor.
 
 So the runtime can run an unconditional model (`conditional=false`) with the plain `lstm` decoder and
-`num_mixture=20` only; `check_exportable` says so before anything is written.
+`num_mixture=20` only; `check_exportable` says so before anything is written. A class-conditional model of
+that kind is exported one class at a time: `fold_class` folds the class's embedding into the LSTM bias.
 
 This model keeps its LSTM gates in PyTorch's order `(i, f, g, o)` with weights `(4H, I)` (model.py):
 export transposes and reorders the gate blocks, import does the inverse.
@@ -59,9 +60,14 @@ class ModelFormatError(SketchprepError):
     """A model that cannot be written in, or a file that cannot be read as, the sketch-rnn-js format."""
 
 
-def check_exportable(hps: HParams, label: str | None = None) -> None:
-    """Raise ModelFormatError naming every hparam the JS runtime cannot run, with the flags that train one it can."""
+def check_exportable(hps: HParams, label: str | None = None, folded: bool = False) -> None:
+    """Raise ModelFormatError naming every hparam the JS runtime cannot run, with the flags that train one it can.
+    `folded`: a class-conditional model is exported one class at a time (`fold_class`)."""
     problems = []
+    if hps.class_conditional and not folded and not hps.conditional and hps.dec_model == "lstm" \
+            and hps.num_mixture == JS_MIXTURES:
+        raise ModelFormatError("the model is class-conditional: the runtime runs one class at a time; choose it "
+                               "with --class NAME", path=label)
     if hps.conditional:
         problems.append("it is conditional (the runtime has no encoder and no z)")
     if hps.dec_model != "lstm":
@@ -71,6 +77,27 @@ def check_exportable(hps: HParams, label: str | None = None) -> None:
     if problems:
         raise ModelFormatError(f"sketch-rnn-js cannot run this model: {'; '.join(problems)}. Train one it can "
                                f"with {BROWSER_FLAGS}", path=label)
+
+
+def fold_class(state_dict: dict, hps: HParams, class_index: int) -> tuple[HParams, dict]:
+    """A class-conditional decoder-only model's decoder for one class, as a plain decoder the runtime runs.
+
+    The decoder's input is [point (5) | class embedding e (E)]; e is the same at every step, so
+    W_ih [x; e] + b = W_x x + (W_e e + b): the class's share becomes part of the bias, and the input kernel
+    keeps the point's 5 columns. The model it returns computes the same function for that class (float
+    rounding aside). Returns (the plain model's HParams, its state_dict)."""
+    check_exportable(hps, folded=True)
+    if not hps.class_conditional:
+        raise ModelFormatError("the model is not class-conditional: there is no class to choose")
+    if not 0 <= class_index < hps.num_classes:
+        raise ModelFormatError(f"class index {class_index} is outside the model's {hps.num_classes} classes")
+    sd = {k: v.detach().cpu().double() for k, v in state_dict.items()}
+    w_ih = sd["decoder.rnn.cell.weight_ih"]                          # (4H, 5 + E)
+    e = sd["decoder.class_embedding.weight"][class_index]          # (E,)
+    out = {k: v.float() for k, v in sd.items() if not k.startswith("decoder.class_embedding")}
+    out["decoder.rnn.cell.weight_ih"] = w_ih[:, :5].float().contiguous()
+    out["decoder.rnn.cell.bias"] = (sd["decoder.rnn.cell.bias"] + w_ih[:, 5:] @ e).float()
+    return hps.replace(class_conditional=False, num_classes=0, class_balance="none"), out
 
 
 def _blocks(w: np.ndarray, order: tuple[int, ...], axis: int) -> np.ndarray:
@@ -144,16 +171,25 @@ def js_model(state_dict: dict, hps: HParams, scale_factor: float, name: str,
 
 
 def export_js_model(run, path: str | os.PathLike, name: str | None = None,
-                    scale_factor: float | None = None) -> ExportSummary:
-    """Write a run's decoder (a `sketchrnn.checkpoint.Run`) as a `.gen.json` file (temp file, then renamed).
+                    scale_factor: float | None = None, class_name: str | None = None) -> ExportSummary:
+    """Write a run's decoder (a `sketchrnn.checkpoint.Run`) as a `.gen.json` file (temp file, then renamed);
+    of a class-conditional run, the decoder of class `class_name` (`fold_class`).
 
-    `name` defaults to the run folder's name, `scale_factor` to the run's (data units per model unit)."""
-    check_exportable(run.hps, run.path)
+    `name` defaults to the run folder's name (and ": CLASS"), `scale_factor` to the run's (data units per
+    model unit)."""
+    state, hps = run.model.state_dict(), run.hps
+    if class_name is not None:
+        if not run.hps.class_conditional:
+            raise ModelFormatError("--class: the model is not class-conditional (it draws no class in particular); "
+                                   "export it without --class", path=run.path)
+        check_exportable(run.hps, run.path, folded=True)
+        hps, state = fold_class(state, run.hps, run.class_index(class_name))
+    check_exportable(hps, run.path)
     if name is None:
         folder = os.path.dirname(os.path.abspath(run.path))
-        name = os.path.basename(folder) or "sketchrnn"
+        name = (os.path.basename(folder) or "sketchrnn") + (f": {class_name}" if class_name is not None else "")
     sf = run.scale_factor if scale_factor is None else float(scale_factor)
-    obj, stats = js_model(run.model.state_dict(), run.hps, sf, name, run.max_len)
+    obj, stats = js_model(state, hps, sf, name, run.max_len)
     data = orjson.dumps(obj)
     with atomic_output(path) as f:
         f.write(data)
@@ -280,12 +316,13 @@ PAGE_FILES = ("index.html", "app.js", "sketchrnn-lite.js", "model.gen.json")
 PAGE_MARKER = b'<meta name="generator" content="sketchprep export">'  # in every index.html write_page writes
 
 
-def check_page_folder(folder: str | os.PathLike) -> None:
-    """Refuse a folder holding a page file (index.html, app.js, ...) that is not part of a page this tool
-    wrote: a later export replaces its own page, never a user's files (sketchprep.outputs.check_ours)."""
+def check_page_folder(folder: str | os.PathLike, models: list[str] = ()) -> None:
+    """Refuse a folder holding a page file (index.html, app.js, ..., and `models`: a class-conditional
+    page's model-N.gen.json) that is not part of a page this tool wrote: a later export replaces its own
+    page, never a user's files (sketchprep.outputs.check_ours)."""
     from sketchprep.outputs import check_ours
 
-    check_ours(folder, PAGE_FILES + ("magentasketch.js",), PAGE_MARKER, option="--html")
+    check_ours(folder, PAGE_FILES + ("magentasketch.js", *models), PAGE_MARKER, option="--html")
 
 
 def dataset_size(data_files: list[str], sample: int = 2000) -> float:
@@ -314,7 +351,9 @@ def dataset_size(data_files: list[str], sample: int = 2000) -> float:
 def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_factor: float | None = None,
                runtime_js: str | os.PathLike | None = None, seed: int = 1) -> ExportSummary:
     """A self-contained drawing page in `folder`: index.html, app.js, the sampler (sketchrnn-lite.js, or
-    `runtime_js`, a @magenta/sketch bundle `magentasketch.js`, copied in) and model.gen.json.
+    `runtime_js`, a @magenta/sketch bundle `magentasketch.js`, copied in) and model.gen.json. A
+    class-conditional run gets one model file per class (model-0.gen.json, model-1.gen.json, ...: each
+    class folded into its own plain decoder) and a class menu; the summary is the first class's.
 
     The page is written whole or not at all (a temporary folder, then renames), and only over a page this
     tool wrote: a folder holding a user's own index.html, app.js, ... is refused (`check_page_folder`)."""
@@ -326,22 +365,32 @@ def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_fa
     if runtime_js is not None and not os.path.isfile(runtime_js):
         raise ModelFormatError("no such file (give the path of @magenta/sketch's dist/magentasketch.js)",
                                path=str(runtime_js))
-    check_exportable(run.hps, run.path)
-    check_page_folder(folder)
+    classes = run.hps.class_conditional
+    check_exportable(run.hps, run.path, folded=classes)
+    menu = [{"name": klass, "model": f"model-{i}.gen.json"} for i, klass in enumerate(run.classes)] if classes else []
+    check_page_folder(folder, [m["model"] for m in menu])
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
     script = "sketchrnn-lite.js" if runtime_js is None else "magentasketch.js"
-    config = {"model": "model.gen.json", "size": dataset_size(run.data_files),
+    config = {"model": menu[0]["model"] if menu else "model.gen.json", "size": dataset_size(run.data_files),
               "runtime": "magenta" if runtime_js is not None else "lite", "seed": int(seed)}
+    if menu:
+        config["classes"] = menu
     with open(os.path.join(WEB_DIR, "index.html"), encoding="utf-8") as f:
         html = f.read()
     with atomic_folder(folder) as tmp:
-        summary = export_js_model(run, os.path.join(tmp, "model.gen.json"), name, scale_factor)
+        if menu:
+            title = name or os.path.basename(os.path.dirname(os.path.abspath(run.path))) or "sketchrnn"
+            summaries = [export_js_model(run, os.path.join(tmp, m["model"]), f"{title}: {m['name']}", scale_factor,
+                                         class_name=m["name"]) for m in menu]
+        else:
+            summaries = [export_js_model(run, os.path.join(tmp, "model.gen.json"), name, scale_factor)]
+            title = summaries[0].info["name"]
         copies = [(os.path.join(WEB_DIR, a), a) for a in ("app.js", "sketchrnn-lite.js")]
         for src, asset in copies + ([(str(runtime_js), script)] if runtime_js is not None else []):
             shutil.copyfile(src, os.path.join(tmp, asset))
-        title = summary.info["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         html = (html.replace("__TITLE__", title).replace("__RUNTIME_SCRIPT__", script)
                 .replace("__CONFIG__", orjson.dumps(config).decode().replace("</", "<\\/")))
         with open(os.path.join(tmp, "index.html"), "w", encoding="utf-8") as f:
             f.write(html)
-    return summary
+    return summaries[0]

@@ -40,6 +40,9 @@ RHO_LIMIT = 1.0 - 1e-6  # |rho| bound keeps 1 - rho^2 > 0 in float32 once tanh s
 
 
 PRECISIONS = ("fp32", "bf16")
+# how training batches weigh the classes: the reference's plain shuffle (each class as often as it has
+# drawings), each class equally often, or in proportion to the square root of its size
+CLASS_BALANCES = ("none", "equal", "sqrt")
 
 
 @dataclass
@@ -85,6 +88,10 @@ class HParams:
     pad_to_batch: bool = False         # pad each batch to its own longest sketch instead of the dataset's
     precision: str = "fp32"            # "bf16": the RNNs and linear layers in bfloat16 (autocast), loss in fp32
     seed: int = 0                      # seeds initialisation, data order, augmentation and dropout
+    class_conditional: bool = False    # the decoder reads a learned embedding of the drawing's class at every step
+    class_embedding_size: int = 32     # size of that embedding
+    num_classes: int = 0               # rows of the embedding table: set by `train` from the data's classes
+    class_balance: str = "none"        # training batches: none (plain shuffle), equal or sqrt (class shares)
 
     def __post_init__(self):
         if isinstance(self.data_set, str):
@@ -99,6 +106,9 @@ class HParams:
                 else isinstance(value, want) and (want is bool or not isinstance(value, bool))
             if not ok:
                 raise OptionError(f"hparam {f.name} must be {_TYPE_NAMES[want]}, got {value!r}")
+        if self.class_balance not in CLASS_BALANCES:
+            raise OptionError(f"hparam class_balance must be one of {', '.join(CLASS_BALANCES)}, "
+                              f"got {self.class_balance!r}")
         if self.precision not in PRECISIONS:
             raise OptionError(f"hparam precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("enc_model", "dec_model"):
@@ -153,10 +163,11 @@ HPARAM_BOUNDS = {
     "recurrent_dropout_prob": Bound(0, 1, low_open=True), "input_dropout_prob": Bound(0, 1, low_open=True),
     "output_dropout_prob": Bound(0, 1, low_open=True),
     "random_scale_factor": Bound(0, 1, high_open=True), "augment_stroke_prob": Bound(0, 1, high_open=True),
+    "class_embedding_size": Bound(1, 16384, whole=True), "num_classes": Bound(0, 100_000, whole=True),
 }
 MAX_PARAMETERS = 2**28   # 268 M parameters (1 GiB of float32 weights; Adam keeps two more copies): see check_model_size
 
-_FIELD_TYPES = {"data_set": list, "dec_model": str, "enc_model": str, "precision": str}
+_FIELD_TYPES = {"data_set": list, "dec_model": str, "enc_model": str, "precision": str, "class_balance": str}
 for _f in fields(HParams):
     _FIELD_TYPES.setdefault(_f.name, {"int": int, "float": float, "bool": bool}[_f.type] if _f.type in
                             ("int", "float", "bool") else _f.type)
@@ -718,17 +729,30 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Autoregressive RNN: input S_{i-1} (5) plus z (conditional) at every step, initial state
-    tanh(W z + b) (conditional) or zeros, output projection to 3 + 6M mixture parameters."""
+    """Autoregressive RNN: input S_{i-1} (5), plus z (conditional) and the class embedding
+    (class_conditional) at every step, initial state tanh(W z + b) (conditional) or zeros, output
+    projection to 3 + 6M mixture parameters.
+
+    The class embedding is read like z (the same place in the input, after it): the same for every step of
+    a sketch, so its share of the input projection is a per-sketch constant. For a decoder-only model it
+    can therefore be folded into the LSTM's bias (`sketchrnn.magenta_js.fold_class`), giving a plain
+    decoder for one class."""
 
     def __init__(self, hps: HParams):
         super().__init__()
         self.hps = hps
         self.z_size = hps.z_size if hps.conditional else 0
-        self.rnn = Recurrent(hps.dec_model, 5 + self.z_size, hps.dec_rnn_size, hps, hps.use_recurrent_dropout,
+        self.class_size = hps.class_embedding_size if hps.class_conditional else 0
+        self.context_size = self.z_size + self.class_size     # what the decoder reads beside each point
+        self.rnn = Recurrent(hps.dec_model, 5 + self.context_size, hps.dec_rnn_size, hps, hps.use_recurrent_dropout,
                              hps.recurrent_dropout_prob)
         if hps.conditional:
             self.init_state = _gaussian_linear(hps.z_size, self.rnn.cell.state_size)
+        if hps.class_conditional:
+            if hps.num_classes < 1:
+                raise OptionError("a class-conditional model needs num_classes >= 1 (train sets it from the data)")
+            # N(0, 1) rows, as nn.Embedding's default: the size of the normalised offsets it sits beside
+            self.class_embedding = nn.Embedding(hps.num_classes, hps.class_embedding_size)
         self.output = nn.Linear(hps.dec_rnn_size, 3 + 6 * hps.num_mixture)
         glorot_uniform_(self.output.weight, hps.dec_rnn_size, 3 + 6 * hps.num_mixture)  # TF default for output_w
         _uniform_tf_bias_(self.output.bias)                                           # and for output_b
@@ -738,48 +762,58 @@ class Decoder(nn.Module):
             return self.rnn.cell.zero_state(batch, like)
         return self.rnn.cell.split_state(torch.tanh(self.init_state(z)))
 
+    def class_vectors(self, labels: Tensor) -> Tensor:
+        """(B,) int64 class indices -> (B, class_embedding_size) embeddings (what `forward` takes as `c`)."""
+        return self.class_embedding(labels)
+
     def _dropout(self, x: Tensor, keep: float, generator: Optional[torch.Generator]) -> Tensor:
         mask = torch.empty_like(x).bernoulli_(keep, generator=generator).div_(keep)
         return x * mask
 
     def forward(self, s: Tensor, z: Optional[Tensor], state: Optional[tuple[Tensor, ...]] = None,
-                generator: Optional[torch.Generator] = None) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """s: (T, B, 5) previous points (S0 first); z: (B, z_size) or None -> ((T, B, 3+6M), final state)."""
+                generator: Optional[torch.Generator] = None, c: Optional[Tensor] = None
+                ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """s: (T, B, 5) previous points (S0 first); z: (B, z_size) or None; c: (B, class_embedding_size)
+        class embeddings (a class-conditional model needs them) -> ((T, B, 3+6M), final state)."""
         hps = self.hps
         t, b = s.shape[0], s.shape[1]
         if state is None:
             state = self.initial_state(z, b, s)
-        cond = hps.conditional and z is not None
-        x = torch.cat([s, z[None].expand(t, b, z.shape[1])], 2) if cond else s
+        parts = [z] if hps.conditional and z is not None else []
+        if hps.class_conditional:
+            if c is None:
+                raise ValueError("a class-conditional decoder needs the class embeddings c")
+            parts.append(c)
+        ctx = (parts[0] if len(parts) == 1 else torch.cat(parts, 1)) if parts else None   # (B, context)
+        x = torch.cat([s, ctx[None].expand(t, b, ctx.shape[1])], 2) if ctx is not None else s
         xp = None
         input_dropout = self.training and hps.use_input_dropout and hps.input_dropout_prob < 1.0
         if input_dropout:
             x = self._dropout(x, hps.input_dropout_prob, generator)
-        elif cond and self.rnn.resolved_impl() != "fused":
-            # z is the same at every step: project it once per sketch, not once per step
-            xp = self._split_projection(s, z)
+        elif ctx is not None and self.rnn.resolved_impl() != "fused":
+            # z and the class are the same at every step: project them once per sketch, not once per step
+            xp = self._split_projection(s, ctx)
         out, final = self.rnn(x, state, generator, xp=xp)
         if self.training and hps.use_output_dropout and hps.output_dropout_prob < 1.0:
             out = self._dropout(out, hps.output_dropout_prob, generator)
         return self.output(out), final
 
-    def _split_projection(self, s: Tensor, z: Tensor) -> Tensor:
+    def _split_projection(self, s: Tensor, ctx: Tensor) -> Tensor:
         cell = self.rnn.cell
         w = cell.weight_ih
         bias = getattr(cell, "bias", None) if isinstance(cell, LSTMCell) else None
         if not isinstance(cell, HyperLSTMCell):
-            # one (T, B, 4H) product with z's share and the bias broadcast over time rather than two summed
-            # (0.18-0.20 against 0.35-0.52 s per step at the reference sizes); in float32 even under
-            # autocast (its inner dimensions are 5 and z_size: cheap, and the gates keep float32 precision)
+            # one (T, B, 4H) product with the context's share and the bias broadcast over time rather than two
+            # summed (0.18-0.20 against 0.35-0.52 s per step at the reference sizes); in float32 even under
+            # autocast (its inner dimensions are 5 and the context size: cheap, and the gates keep float32
+            # precision)
             with torch.autocast(s.device.type, enabled=False):
-                zb = F.linear(z.float(), w[:, 5:], bias)
+                zb = F.linear(ctx.float(), w[:, 5:], bias)
                 return torch.baddbmm(zb[None], s.float(), w[:, :5].t().expand(s.shape[0], 5, -1))
-        main = F.linear(s, w[:, :5], bias) + F.linear(z, w[:, 5:])[None]
-        if isinstance(cell, HyperLSTMCell):
-            hw = cell.hyper.weight_ih
-            hyper = F.linear(s, hw[:, :5]) + F.linear(z, hw[:, 5:5 + self.z_size])[None]
-            return torch.cat([main, hyper], -1)
-        return main
+        main = F.linear(s, w[:, :5], bias) + F.linear(ctx, w[:, 5:])[None]
+        hw = cell.hyper.weight_ih
+        hyper = F.linear(s, hw[:, :5]) + F.linear(ctx, hw[:, 5:5 + self.context_size])[None]
+        return torch.cat([main, hyper], -1)
 
 
 @dataclass
@@ -828,17 +862,21 @@ def pen_loss(pen_logits: Tensor, pen_target: Tensor) -> Tensor:
 
 @dataclass
 class Losses:
-    """Scalars of one batch: cost = r_cost + kl_weight * max(kl, kl_tolerance); r_cost = offset + pen."""
+    """Scalars of one batch: cost = r_cost + kl_weight * max(kl, kl_tolerance); r_cost = offset + pen.
+    sketch_r_cost and sketch_kl: (B,) each sketch's share (r_cost and kl are their means), for costs by class."""
 
     cost: Tensor
     r_cost: Tensor
     kl: Tensor
     offset: Tensor
     pen: Tensor
+    sketch_r_cost: Optional[Tensor] = None
+    sketch_kl: Optional[Tensor] = None
 
 
 class SketchRNN(nn.Module):
-    """The sketch-rnn VAE (conditional) or decoder-only model (unconditional)."""
+    """The sketch-rnn VAE (conditional) or decoder-only model (unconditional); either of them
+    class-conditional (`class_conditional`: the decoder reads the class's embedding at every step)."""
 
     def __init__(self, hps: HParams):
         super().__init__()
@@ -862,16 +900,24 @@ class SketchRNN(nn.Module):
         return self.encoder(strokes5[:, 1:].transpose(0, 1), lengths, generator)
 
     def forward(self, strokes5: Tensor, lengths: Tensor, norm_steps: int, kl_weight: float,
-                generator: Optional[torch.Generator] = None, eps: Optional[Tensor] = None) -> Losses:
+                generator: Optional[torch.Generator] = None, eps: Optional[Tensor] = None,
+                labels: Optional[Tensor] = None) -> Losses:
         """Losses of a batch. strokes5: (B, T+1, 5), S0 in row 0 and end-of-sketch rows after each
         sketch; lengths: (B,) int64; `norm_steps`: the per-sketch divisor of the summed losses
-        (the reference's N_max: the dataset's target length, whatever T this batch was padded to)."""
+        (the reference's N_max: the dataset's target length, whatever T this batch was padded to);
+        labels: (B,) int64 class indices (a class-conditional model needs them; others ignore them)."""
         hps = self.hps
+        c = None
+        if hps.class_conditional:
+            if labels is None:
+                raise ValueError("a class-conditional model needs the batch's labels")
+            c = self.decoder.class_vectors(labels.to(strokes5.device))
         xs = strokes5.transpose(0, 1)                # (T+1, B, 5)
         target = xs[1:]                              # (T, B, 5)
         b = strokes5.shape[0]
         z = None
         kl = strokes5.new_zeros(())
+        sketch_kl = strokes5.new_zeros(b)
         # bf16: matrix products (RNNs, linear layers) in bfloat16, everything after them in float32
         low = torch.autocast(strokes5.device.type, dtype=torch.bfloat16, enabled=hps.precision == "bf16")
         if hps.conditional:
@@ -881,9 +927,11 @@ class SketchRNN(nn.Module):
             if eps is None:  # `eps` (B, z_size) may be given: the reference-parity tests feed TF's noise
                 eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + torch.exp(presig / 2.0) * eps
-            kl = -0.5 * torch.mean(1.0 + presig - mu * mu - torch.exp(presig))
+            terms = 1.0 + presig - mu * mu - torch.exp(presig)                     # (B, z_size)
+            kl = -0.5 * torch.mean(terms)
+            sketch_kl = -0.5 * terms.detach().mean(1)                                # (B,)
         with low:
-            out, _ = self.decoder(xs[:-1], z, generator=generator)     # (T, B, 3+6M)
+            out, _ = self.decoder(xs[:-1], z, generator=generator, c=c)     # (T, B, 3+6M)
         p = mixture_params(out.float())
         not_end = 1.0 - target[..., 4]
         l_s = offset_loss(p, target[..., 0], target[..., 1]) * not_end
@@ -894,7 +942,8 @@ class SketchRNN(nn.Module):
         offset, pen = l_s.sum() / denom, l_p.sum() / denom
         r_cost = offset + pen
         kl_cost = torch.clamp_min(kl, hps.kl_tolerance) if hps.conditional else kl
-        return Losses(r_cost + kl_weight * kl_cost, r_cost, kl, offset, pen)
+        sketch_r_cost = (l_s.sum(0) + l_p.sum(0)).detach() / float(norm_steps)          # (B,)
+        return Losses(r_cost + kl_weight * kl_cost, r_cost, kl, offset, pen, sketch_r_cost, sketch_kl)
 
 
 def parameter_count(hps: HParams) -> int:

@@ -25,7 +25,7 @@ from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.strokes import START_TOKEN
 
 from .checkpoint import Run, load_run  # noqa: F401  (load_run: callers import it from here)
-from .data import CLAMP_LIMIT, pad_batch
+from .data import CLAMP_LIMIT, file_class, pad_batch
 from .model import HParams, mixture_params
 
 SIGMA_FORMS = ("code", "paper")
@@ -80,11 +80,27 @@ def _draw_offsets(p, k: torch.Tensor, temperature: float, greedy: bool, sigma_fo
     return mx + sx * n1, my + sy * (rho * n1 + torch.sqrt(1.0 - rho * rho) * n2)
 
 
+def class_vectors(run: Run, labels) -> torch.Tensor | None:
+    """Class indices (N,) -> (N, class_embedding_size) embeddings for `decode`'s `c`; None for a model that
+    does not read the class. A class-conditional model needs them: an OptionError names its classes."""
+    if not run.hps.class_conditional:
+        if labels is not None and len(labels):
+            raise OptionError("this model does not read the class (it was trained without class_conditional=true): "
+                              "drop --class")
+        return None
+    if labels is None or not len(labels):
+        raise OptionError(f"this model draws the class it is given: choose one with --class (its classes: "
+                          f"{', '.join(map(repr, run.classes[:30]))}{' ...' if len(run.classes) > 30 else ''})")
+    labels = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=run.device)
+    return run.model.decoder.class_vectors(labels)
+
+
 @torch.no_grad()
 def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: float = 1.0, greedy: bool = False,
            seed: int = 0, max_steps: int | None = None, sigma_form: str = "code",
-           stop_early: bool = True, start: tuple | None = None) -> list[np.ndarray]:
-    """Decode a batch: z (N, z_size) for a conditional model (None: z ~ N(0, I)); n drawings.
+           stop_early: bool = True, start: tuple | None = None, c: torch.Tensor | None = None) -> list[np.ndarray]:
+    """Decode a batch: z (N, z_size) for a conditional model (None: z ~ N(0, I)); n drawings; c (N, E) the
+    class embeddings of a class-conditional model (`class_vectors`; they set N when z is None).
     `start` = (decoder state, (N, 5) last input) continues from there instead of from S0 (`complete`).
 
     Returns N stroke-3 float32 arrays in data units (last row p = 1; empty when the model ends at once).
@@ -96,12 +112,18 @@ def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: 
     if not greedy:   # (greedy mode is the limit of tau -> 0)
         limits.TEMPERATURE.parse(temperature, "--temperature")
     model, dev = run.model, run.device
+    if run.hps.class_conditional:
+        if c is None:
+            raise OptionError("a class-conditional model decodes with class embeddings c")
+        n = c.shape[0] if z is None else n
     if run.hps.conditional and z is None and n is None:
         raise OptionError("give z or n")
     n = z.shape[0] if run.hps.conditional and z is not None else (n if n is not None else 1)
     steps = max_steps if max_steps is not None else run.max_len + 1
     check_decode_size(run.hps, n, steps)   # before anything of size n is allocated
     gen = torch.Generator(device=dev).manual_seed(seed)
+    if c is not None and run.hps.class_conditional:
+        c = c.to(dev, torch.float32)
     if run.hps.conditional:
         if z is None:
             z = torch.randn(n, run.hps.z_size, generator=gen, device=dev)
@@ -118,7 +140,7 @@ def decode(run: Run, z: torch.Tensor | None, n: int | None = None, temperature: 
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     t_used = steps
     for t in range(steps):
-        params, state = decoder(prev[None], z, state)
+        params, state = decoder(prev[None], z, state, c=c)
         p = mixture_params(params[0])
         if greedy:
             k = p.log_pi.argmax(-1)
@@ -152,9 +174,18 @@ def _to_stroke3(s5: np.ndarray, scale_factor: float) -> np.ndarray:
 
 
 def sample(run: Run, n: int = 16, temperature: float = 1.0, greedy: bool = False, seed: int = 0,
-           sigma_form: str = "code", max_steps: int | None = None) -> list[np.ndarray]:
-    """n drawings from z ~ N(0, I) (or from the unconditional decoder)."""
-    return decode(run, None, n, temperature, greedy, seed, max_steps, sigma_form)
+           sigma_form: str = "code", max_steps: int | None = None, classes: list[int] | None = None
+           ) -> list[np.ndarray]:
+    """n drawings from z ~ N(0, I) (or from the unconditional decoder). A class-conditional model draws n of
+    each class index in `classes` (default: all its classes), class after class, in one batch."""
+    c = None
+    if run.hps.class_conditional:
+        classes = list(range(run.hps.num_classes)) if classes is None else list(classes)
+        check_decode_size(run.hps, n * max(len(classes), 1), run.max_len + 1 if max_steps is None else max_steps)
+        c = class_vectors(run, np.repeat(classes, n))
+    elif classes:
+        class_vectors(run, classes)   # says that the model does not read the class
+    return decode(run, None, n, temperature, greedy, seed, max_steps, sigma_form, c=c)
 
 
 @torch.no_grad()
@@ -180,22 +211,26 @@ def encode(run: Run, sketches: list[np.ndarray], sampled: bool = False, seed: in
 
 
 def reconstruct(run: Run, sketch: np.ndarray, n: int = 1, temperature: float = 1.0, greedy: bool = False,
-                seed: int = 0, sampled_z: bool = False, sigma_form: str = "code") -> list[np.ndarray]:
-    """n decodings of one drawing's latent code."""
+                seed: int = 0, sampled_z: bool = False, sigma_form: str = "code", label: int | None = None
+                ) -> list[np.ndarray]:
+    """n decodings of one drawing's latent code (and, for a class-conditional model, its class `label`)."""
     z = encode(run, [sketch], sampled_z, seed)
-    return decode(run, z.expand(n, -1), None, temperature, greedy, seed, None, sigma_form)
+    c = class_vectors(run, [label] * n if label is not None else None)
+    return decode(run, z.expand(n, -1), None, temperature, greedy, seed, None, sigma_form, c=c)
 
 
 @torch.no_grad()
 def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4, greedy: bool = False,
-             seed: int = 0, sigma_form: str = "code", max_steps: int | None = None) -> list[np.ndarray]:
+             seed: int = 0, sigma_form: str = "code", max_steps: int | None = None, label: int | None = None
+             ) -> list[np.ndarray]:
     """Finish a partial drawing n times, in one batch, as sketch-rnn's "predict" demo does.
 
     prefix: (T, 3) stroke-3 in data units (its last row's p = 0 leaves the pen down: the model goes
     on with that stroke). The prefix runs through the decoder once; its final state, copied n times,
     starts the sampling. A conditional model is given z = the encoder's mu of the prefix (see
-    docs/browser.md). Returns n stroke-3 float32 drawings, each the prefix followed by what the model
-    added (at most max_steps points; default the run's longest sketch + 1 - T, at least 1).
+    docs/browser.md); a class-conditional model, the embedding of class index `label`. Returns n stroke-3
+    float32 drawings, each the prefix followed by what the model added (at most max_steps points; default
+    the run's longest sketch + 1 - T, at least 1).
     """
     prefix = np.asarray(prefix, dtype=np.float32)
     if prefix.ndim != 2 or prefix.shape[1] != 3 or len(prefix) == 0:
@@ -210,16 +245,18 @@ def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4,
     rows[1:, 3] = norm[:, 2] > 0
     rows[1:, 2] = 1.0 - rows[1:, 3]
     x = torch.from_numpy(rows).to(dev)[:, None]             # (T+1, 1, 5)
+    c1 = class_vectors(run, [label] if label is not None else None)
     z = encode(run, [prefix]) if run.hps.conditional else None
     state = None
     if len(rows) > 2:                                      # the state after every prefix row but the last
-        _, state = run.model.decoder(x[:-1], z)
+        _, state = run.model.decoder(x[:-1], z, c=c1)
     else:
         state = run.model.decoder.initial_state(z, 1, x)
     state = tuple(s.expand(n, -1).contiguous() for s in state)
     prev = x[-1].expand(n, 5).clone()
     zs = z.expand(n, -1) if z is not None else None
-    added = decode(run, zs, n, temperature, greedy, seed, steps, sigma_form, start=(state, prev))
+    cs = c1.expand(n, -1) if c1 is not None else None
+    added = decode(run, zs, n, temperature, greedy, seed, steps, sigma_form, start=(state, prev), c=cs)
     out = []
     for a in added:
         d = np.concatenate([prefix, a])
@@ -248,16 +285,24 @@ def slerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
 
 def interpolate(run: Run, a: np.ndarray, b: np.ndarray, steps: int = 10, temperature: float = 0.1,
                 greedy: bool = False, seed: int = 0, method: str = "slerp", sampled_z: bool = False,
-                sigma_form: str = "code") -> list[np.ndarray]:
-    """Decode `steps` latent codes from a's to b's (both ends included), slerp or lerp."""
+                sigma_form: str = "code", classes: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Decode `steps` latent codes from a's to b's (both ends included), slerp or lerp. A class-conditional
+    model morphs the class too: `classes` = (a's class index, b's), their embeddings interpolated linearly
+    beside z."""
     limits.INTERPOLATION_STEPS.parse(steps, "--steps")
     if method not in ("slerp", "lerp"):
         raise OptionError(f"interpolation must be slerp or lerp, got {method!r}")
     z = encode(run, [a, b], sampled_z, seed).cpu().numpy().astype(np.float64)
     fn = slerp if method == "slerp" else lerp
-    zs = np.stack([fn(z[0], z[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
-    # the same seed for every step: the morph changes with z, not with the noise
-    return [decode(run, torch.from_numpy(zs[i:i + 1]), None, temperature, greedy, seed, None, sigma_form)[0]
+    ts = np.linspace(0.0, 1.0, steps)
+    zs = np.stack([fn(z[0], z[1], t) for t in ts]).astype(np.float32)
+    cs = class_vectors(run, list(classes) if classes is not None else None)
+    if cs is not None:
+        t = torch.as_tensor(ts, dtype=cs.dtype, device=cs.device)[:, None]
+        cs = (1.0 - t) * cs[0] + t * cs[1]                                       # (steps, E)
+    # the same seed for every step: the morph changes with z (and the class), not with the noise
+    return [decode(run, torch.from_numpy(zs[i:i + 1]), None, temperature, greedy, seed, None, sigma_form,
+                   c=cs[i:i + 1] if cs is not None else None)[0]
             for i in range(steps)]
 
 
@@ -275,12 +320,19 @@ def empty_note(drawings: list[np.ndarray]) -> str:
             f"'empty' in a grid): try a lower temperature or a longer-trained model")
 
 
+GRID_CLASSES = 32      # rows of a class-conditional model's progress grid: its first 32 classes
+GRID_PER_CLASS = 8     # drawings per row at most
+
+
 def write_progress_grids(run: Run, folder: str | os.PathLike, step: int, n: int, fixed: list[np.ndarray],
-                         temperature: float = 0.4, seed: int = 0, per_drawing: int = 3) -> list[tuple[str, str]]:
+                         temperature: float = 0.4, seed: int = 0, per_drawing: int = 3,
+                         fixed_labels: list[int] | None = None) -> list[tuple[str, str]]:
     """What the model draws now, for `train` at each evaluation: `n` samples (the same seed every time,
-    so the grids of successive steps compare) -> folder/step-NNNNNN.png; for a conditional model,
-    each `fixed` drawing followed by `per_drawing` reconstructions, one per row ->
-    folder/recon-NNNNNN.png. Returns (tag, path) pairs. The model is in eval mode meanwhile."""
+    so the grids of successive steps compare) -> folder/step-NNNNNN.png; a class-conditional model draws
+    one row per class instead (min(n, 8) drawings each, the class named under the first; its first 32
+    classes); for a conditional model, each `fixed` drawing (of class index `fixed_labels[i]`) followed by
+    `per_drawing` reconstructions, one per row -> folder/recon-NNNNNN.png. Returns (tag, path) pairs. The
+    model is in eval mode meanwhile."""
     from sketchprep.render import save_grid
 
     os.makedirs(folder, exist_ok=True)
@@ -288,15 +340,23 @@ def write_progress_grids(run: Run, folder: str | os.PathLike, step: int, n: int,
     run.model.eval()
     try:
         written = []
-        drawings = sample(run, n, temperature, seed=seed)
         path = os.path.join(folder, f"step-{step:06d}.png")
-        save_grid(drawings, path, cell=96.0, borders=True)
+        if run.hps.class_conditional:
+            per_class = max(1, min(n, GRID_PER_CLASS))
+            shown = list(range(min(run.hps.num_classes, GRID_CLASSES)))
+            drawings = sample(run, per_class, temperature, seed=seed, classes=shown)
+            save_grid(drawings, path, columns=per_class, cell=96.0, borders=True,
+                      labels=row_labels([run.classes[k] if k < len(run.classes) else str(k) for k in shown],
+                                        per_class))
+        else:
+            save_grid(sample(run, n, temperature, seed=seed), path, cell=96.0, borders=True)
         written.append(("samples", path))
-        fixed = [f for f in fixed if len(f)]
-        if run.hps.conditional and fixed:
+        keep = [i for i, f in enumerate(fixed) if len(f)]
+        if run.hps.conditional and keep:
             cells = []
-            for i, drawing in enumerate(fixed):
-                cells += [drawing] + reconstruct(run, drawing, per_drawing, temperature, seed=seed + i)
+            for i in keep:
+                label = fixed_labels[i] if fixed_labels is not None and run.hps.class_conditional else None
+                cells += [fixed[i]] + reconstruct(run, fixed[i], per_drawing, temperature, seed=seed + i, label=label)
             path = os.path.join(folder, f"recon-{step:06d}.png")
             save_grid(cells, path, columns=per_drawing + 1, cell=96.0, borders=True)
             written.append(("reconstructions", path))
@@ -305,8 +365,20 @@ def write_progress_grids(run: Run, folder: str | os.PathLike, step: int, n: int,
         run.model.train(was_training)
 
 
+def row_labels(names: list[str], per_row: int) -> list[str]:
+    """Grid labels for rows of `per_row` drawings: each row's name under its first drawing."""
+    return [name if j == 0 else "" for name in names for j in range(per_row)]
+
+
 def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
     """`[FILE.npz:]SPLIT:INDEX` -> (the stored stroke-3 drawing, a label). FILE defaults to `default_file`."""
+    drawing, label, _ = read_labelled_drawing(spec, default_file)
+    return drawing, label
+
+
+def read_labelled_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str, str]:
+    """`read_drawing` and the drawing's class name: its label's name in the file's metadata, or the file's
+    name for a file without labels (as training names classes, `sketchrnn.data.load_data`)."""
     parts = spec.rsplit(":", 2)
     if len(parts) == 3:
         path, split, index = parts
@@ -324,7 +396,11 @@ def read_drawing(spec: str, default_file: str | None) -> tuple[np.ndarray, str]:
     sketches = ds.splits[split]
     if not -len(sketches) <= i < len(sketches):
         raise OptionError(f"drawing {spec!r}: {path} has {len(sketches)} {split} drawings")
-    return np.asarray(sketches[i], dtype=np.float32), f"{os.path.basename(path)}:{split}:{i % len(sketches)}"
+    i %= len(sketches)
+    name = file_class(path)
+    if ds.classes and split in ds.labels:
+        name = ds.classes[int(ds.labels[split][i])]
+    return np.asarray(sketches[i], dtype=np.float32), f"{os.path.basename(path)}:{split}:{i}", name
 
 
 PREFIX_FILE_TYPES = (".svg", ".ndjson", ".ndjson.gz")

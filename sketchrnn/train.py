@@ -6,8 +6,9 @@ One step t (counted from 0, read before the update, as the reference):
 Everything a user reads counts steps DONE (metrics rows, "best at step N", the checkpoint's step):
 after the update of step t, t + 1 steps are done. When that is a multiple of save_every, the whole
 valid split is evaluated without dropout at the CURRENT KL weight (fix F.3: the reference's eval model
-keeps 0.01), recon and KL reported apart; an improvement saves best.pt and evaluates the test split;
-latest.pt is saved every time, and a grid of samples goes to samples/step-NNNNNN.png. (The reference
+keeps 0.01), recon and KL reported apart (and by class when the data has several); an improvement saves
+best.pt and evaluates the test split; latest.pt is saved every time, and a grid of samples goes to
+samples/step-NNNNNN.png (a row per class for a class-conditional model). (The reference
 evaluates one update later, when its 0-based t is a multiple; the difference is one step.) A run that
 stops (max steps, --max-time, early stopping, a signal) evaluates and saves latest.pt first.
 
@@ -15,7 +16,8 @@ Every random draw of step t derives from (seed, t, process rank), so `resume` co
 a killed run would have gone. What a checkpoint holds and how it is checked: `sketchrnn.checkpoint`.
 
 Data-parallel: started by `torchrun --nproc_per_node=N`, each process takes its own `batch_size`
-sketches of the step's shared permutation and DDP averages the gradients (NCCL on CUDA, gloo on CPU).
+sketches of the step's shared permutation (or balanced draw, `class_balance`) and DDP averages the
+gradients (NCCL on CUDA, gloo on CPU).
 
 The code follows a run in order: `set_up` checks the inputs and builds what the loop needs (a `Setup`:
 data, batches, model, optimiser, the step to start from), `describe` says what will happen, and
@@ -44,7 +46,7 @@ from sketchprep.limits import parse_duration  # noqa: F401  (train's --max-time;
 
 from .checkpoint import (BEST, LATEST, SAMPLES_DIR, Run, TrainingError, check_data_unchanged, data_fingerprint,
                          load_checkpoint, make_checkpoint, prepare_run_folder, save_checkpoint)
-from .data import Batches, SketchData, load_data
+from .data import Batches, SketchData, class_shares, load_data
 from .devices import Dist, init_distributed, to_device
 from .evaluation import evaluate, step_seed
 from .model import HParams, SketchRNN, check_model_size, count_parameters, kl_weight_at, lr_at
@@ -56,6 +58,7 @@ from .checkpoint import CHECKPOINT_FORMAT, model_from_checkpoint  # noqa: F401
 
 SAMPLE_TEMPERATURE = 0.4
 RECONSTRUCTED = 4       # fixed valid drawings reconstructed at every evaluation (conditional models)
+LOGGED_CLASSES = 8      # up to this many classes, the valid line names each class's recon cost (metrics: always)
 
 
 @dataclass
@@ -307,7 +310,10 @@ def set_up(data_paths: list[str], out: Path, hps: HParams | None, opts: TrainOpt
     DDP wrapper, then prepare the run folder: nothing is written before every check has passed."""
     hps, data_paths, ckpt = resolve_inputs(data_paths, out, hps, opts.resume, opts.allow_data_change)
     fingerprint = data_fingerprint(data_paths)
-    data = load_training_data(data_paths, hps, ckpt["scale_factor"] if ckpt else None)
+    known = ckpt.get("classes") if ckpt and hps.class_conditional else None   # a run draws only its classes
+    data = load_training_data(data_paths, hps, ckpt["scale_factor"] if ckpt else None, classes=known)
+    if hps.class_conditional and not ckpt:
+        hps = hps.replace(num_classes=len(data.classes))
     batches = make_batches(data, hps, dist.world)
     model = build_model(hps, dev, opts.rnn_impl, ckpt["model"] if ckpt else None)
     optimizer = build_optimizer(model, hps, ckpt["optimizer"] if ckpt else None)
@@ -359,9 +365,11 @@ def resolve_inputs(data_paths: list[str], out: Path, hps: HParams | None, resume
     return hps, data_paths, ckpt
 
 
-def load_training_data(data_paths: list[str], hps: HParams, scale_factor: float | None = None) -> SketchData:
-    """The run's splits, normalised by `scale_factor` (default: computed from the train split)."""
-    data = load_data([str(p) for p in data_paths], hps.max_seq_len, scale_factor=scale_factor)
+def load_training_data(data_paths: list[str], hps: HParams, scale_factor: float | None = None,
+                       classes: list[str] | None = None) -> SketchData:
+    """The run's splits, normalised by `scale_factor` (default: computed from the train split); `classes`
+    (a resumed class-conditional run's) refuses drawings of any other class."""
+    data = load_data([str(p) for p in data_paths], hps.max_seq_len, scale_factor=scale_factor, classes=classes)
     for name in ("valid", "test"):
         if len(data.splits[name]) == 0:
             raise OptionError(f"the {name} split is empty; training needs train, valid and test sketches")
@@ -372,7 +380,8 @@ def make_batches(data: SketchData, hps: HParams, world: int) -> dict[str, Batche
     """Augmented random batches of the train split; the valid and test splits whole, in order."""
     steps = data.target_steps
     batches = {"train": Batches(data.splits["train"], hps.batch_size, steps, hps.pad_to_batch,
-                                hps.random_scale_factor, hps.augment_stroke_prob, hps.seed),
+                                hps.random_scale_factor, hps.augment_stroke_prob, hps.seed, hps.class_balance,
+                                len(data.classes)),
                "valid": Batches(data.splits["valid"], hps.batch_size, steps, hps.pad_to_batch),
                "test": Batches(data.splits["test"], hps.batch_size, steps, hps.pad_to_batch)}
     if len(data.splits["train"]) < hps.batch_size * world:
@@ -415,16 +424,35 @@ def describe(run: Setup, opts: TrainOptions) -> list[str]:
         + (f"; dropped (longer than max_seq_len={hps.max_seq_len}): {data.dropped}" if any(data.dropped.values())
            else ""),
         f"model: {hps.enc_model}/{hps.dec_model}, enc {hps.enc_rnn_size}, dec {hps.dec_rnn_size}, z {hps.z_size}, "
-        f"M {hps.num_mixture}, {'conditional' if hps.conditional else 'unconditional'}; {run.n_params:,} parameters; "
+        f"M {hps.num_mixture}, {'conditional' if hps.conditional else 'unconditional'}"
+        + (f", class-conditional (class embedding {hps.class_embedding_size})" if hps.class_conditional else "")
+        + f"; {run.n_params:,} parameters; "
         f"device {dev}" + (f" x {dist.world} processes" if dist.world > 1 else "")
         + (f", {torch.get_num_threads()} thread(s)" if dev.type == "cpu" else "")
         + (f"; resuming at step {run.start}" if run.resumed else ""),
+        *_class_lines(data, hps),
         f"plan: {to_go:,} steps (to step {run.stop_at:,}, {why})"
         + (f" or {format_duration(max_seconds)} (--max-time), whichever comes first" if max_seconds else "")
         + f"; an evaluation every {hps.save_every:,} steps"
         + ("; that is the reference's 'keep large' num_steps: set --max-steps or --max-time, or stop with "
            "Ctrl-C (latest.pt is saved)" if to_go >= 1_000_000 and not max_seconds else ""),
     ]
+
+
+def _class_lines(data: SketchData, hps: HParams, shown: int = 12) -> list[str]:
+    """'classes: ...' with each class's train drawings and share of the training draws (none for one
+    class and a model that does not read it)."""
+    counts = np.bincount(data.splits["train"].labels, minlength=len(data.classes))
+    if len(data.classes) < 2 and not hps.class_conditional:
+        return []
+    shares = class_shares(counts, hps.class_balance)
+    parts = [f"{name} {count:,} ({share:.0%})" for name, count, share in zip(data.classes, counts, shares)]
+    how = ("plain shuffle (class_balance=none): each class as often as it has drawings" if hps.class_balance == "none"
+           else "class_balance=equal: every class equally often" if hps.class_balance == "equal"
+           else "class_balance=sqrt: each class in proportion to the square root of its size")
+    return [f"classes: {len(data.classes)}, train drawings (share of the draws): {', '.join(parts[:shown])}"
+            + (f", ... ({len(parts) - shown} more)" if len(parts) > shown else "")
+            + f"; {how}; the model {'reads' if hps.class_conditional else 'does not read'} the class"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -456,7 +484,7 @@ def run_loop(run: Setup, opts: TrainOptions, say: Callable[[str], None], stop_si
             batch = run.batches["train"].random_batch(step, dist.rank, dist.world)
             x, lengths = to_device(batch, dev)
             gen = torch.Generator(device=dev).manual_seed(step_seed(hps.seed, step, dist.rank, 1))
-            losses = run.net(x, lengths, batch.norm_steps, kl_w, gen)
+            losses = run.net(x, lengths, batch.norm_steps, kl_w, gen, labels=torch.from_numpy(batch.labels))
             optimizer.zero_grad(set_to_none=True)
             losses.cost.backward()
             torch.nn.utils.clip_grad_value_(model.parameters(), hps.grad_clip)
@@ -506,29 +534,33 @@ def run_loop(run: Setup, opts: TrainOptions, say: Callable[[str], None], stop_si
 
 
 def evaluate_and_save(run: Setup, done: int, kl_w: float, metrics: MetricsLog, say: Callable[[str], None],
-                      samples: int, fixed: list[np.ndarray]) -> float:
+                      samples: int, fixed: list[tuple[np.ndarray, int]]) -> float:
     """The evaluation after `done` steps: the valid split (and the test split and best.pt when it is the
     best so far), latest.pt, a grid of samples. Returns its seconds."""
     hps, dist, dev, model = run.hps, run.dist, run.device, run.model
     t0 = time.perf_counter()
-    v = evaluate(model, run.batches["valid"], kl_w, dev, dist, hps.seed)
+    classes = run.data.classes if len(run.data.classes) > 1 else None     # costs by class too (same pass)
+    v = evaluate(model, run.batches["valid"], kl_w, dev, dist, hps.seed, classes)
     improved = run.record.update(v["cost"], done)
     metrics.write({"split": "valid", "step": done, "kl_weight": kl_w, **v, "best": run.record.best})
     if improved:
         if dist.main:
             save_checkpoint(run.out / BEST, _checkpoint(run, done))
-        tst = evaluate(model, run.batches["test"], kl_w, dev, dist, hps.seed)
+        tst = evaluate(model, run.batches["test"], kl_w, dev, dist, hps.seed, classes)
         metrics.write({"split": "test", "step": done, "kl_weight": kl_w, **tst})
     if dist.main:
         save_checkpoint(run.out / LATEST, _checkpoint(run, done))
     if samples and dist.main:
-        grid_run = Run(model, hps, run.scale_factor, run.data.max_len, list(run.data.files), done, str(run.out))
-        for tag, path in write_progress_grids(grid_run, run.out / SAMPLES_DIR, done, samples, fixed,
-                                              SAMPLE_TEMPERATURE, hps.seed):
+        grid_run = Run(model, hps, run.scale_factor, run.data.max_len, list(run.data.files), done, str(run.out),
+                       classes=list(run.data.classes))
+        for tag, path in write_progress_grids(grid_run, run.out / SAMPLES_DIR, done, samples, [d for d, _ in fixed],
+                                              SAMPLE_TEMPERATURE, hps.seed, fixed_labels=[c for _, c in fixed]):
             metrics.image(tag, path, done)
     say(f"valid  step {done}: cost {v['cost']:.4f}  recon {v['r_cost']:.4f}  kl {v['kl']:.4f}  "
         f"(best {run.record.best:.4f} at step {run.record.best_step}; {time.perf_counter() - t0:.1f} s)"
-        + (f"; test cost {tst['cost']:.4f}" if improved else ""))
+        + (f"; test cost {tst['cost']:.4f}" if improved else "")
+        + ("; recon by class: " + ", ".join(f"{name} {c['r_cost']:.4f}" for name, c in v["by_class"].items())
+           if classes and len(classes) <= LOGGED_CLASSES else ""))
     return time.perf_counter() - t0
 
 
@@ -540,12 +572,13 @@ def _checkpoint(run: Setup, step_done: int) -> dict:
                            classes=run.data.classes)
 
 
-def _fixed_drawings(data: SketchData) -> list[np.ndarray]:
-    """A few valid drawings of varied length (the split is sorted by length), back in data units."""
-    valid = data.splits["valid"].strokes
+def _fixed_drawings(data: SketchData) -> list[tuple[np.ndarray, int]]:
+    """A few valid drawings of varied length (the split is sorted by length), back in data units, with
+    their class indices."""
+    valid = data.splits["valid"]
     picks = sorted({int(q * (len(valid) - 1)) for q in np.linspace(0.2, 0.8, RECONSTRUCTED)})
     unit = np.array([data.scale_factor, data.scale_factor, 1.0], dtype=np.float32)
-    return [valid[i] * unit for i in picks]
+    return [(valid.strokes[i] * unit, int(valid.labels[i])) for i in picks]
 
 
 class _Clock:

@@ -164,3 +164,30 @@ def test_page_runs_on_the_real_magenta_sketch_bundle(browser, serve, browser_run
     assert r.exit_code == 0, r.output
     assert (page_dir / "magentasketch.js").stat().st_size == bundle.stat().st_size
     _check_page(browser, serve(page_dir), "magenta")
+
+
+def test_a_class_conditional_run_gets_a_class_menu(browser, serve, sample_npz, tmp_path):  # noqa: F811  (fixture)
+    """The bundled sample's 12 words, one class-conditional model: a model file per class and a menu; choosing
+    another class loads its file and the model draws on from the same strokes as that class."""
+    from sketchrnn.model import HParams
+    from sketchrnn.presets import read_preset
+    from sketchrnn.train import train
+
+    hps = HParams.from_dict({**read_preset("classes"), "dec_rnn_size": 32, "batch_size": 20, "save_every": 30})
+    train([str(sample_npz)], tmp_path / "run", hps, max_steps=30, samples=0)
+    page_dir = tmp_path / "page"
+    r = CliRunner().invoke(main, ["export", str(tmp_path / "run"), "--html", str(page_dir)])
+    assert r.exit_code == 0, r.output
+    assert "model-11.gen.json" in os.listdir(page_dir) and "model.gen.json" not in os.listdir(page_dir)
+    url = serve(page_dir)
+    _check_page(browser, url, "lite")
+    names = browser.execute_script("return Array.from(document.getElementById('class').options)"
+                                   ".map(o => o.textContent)")
+    assert len(names) == 12 and names[0] == "broom" and "light bulb" in names
+    assert browser.execute_script("return document.getElementById('class-menu').hidden") is False
+    browser.execute_script("const m = document.getElementById('class'); m.selectedIndex = 4;"
+                           "m.dispatchEvent(new Event('change'));")
+    _wait_for(browser, "window.sketchPage.className === arguments[0] && window.sketchPage.state === 'done'"
+              .replace("arguments[0]", repr(names[4])))
+    assert browser.execute_script("return window.sketchPage.runs") >= 2    # drawn again, as the new class
+    assert console_errors(browser) == []

@@ -47,14 +47,35 @@ def check_drawings_output(output: str, inputs=(), run=None) -> None:
     check_output(output, inputs, runs=[run] if run is not None else [], option="-o")
 
 
-def write_drawings(run, drawings, output, columns, labels, meta) -> None:
+def class_option(help_text: str):
+    """--class NAME (repeatable) for the commands that draw with a class-conditional model."""
+    return click.option("--class", "class_names", multiple=True, metavar="NAME", help=help_text)
+
+
+def own_class(run, name: str, spec: str) -> int:
+    """The index of a stored drawing's own class in a class-conditional run, or a usage error saying so."""
+    if name not in run.classes:
+        raise click.UsageError(f"{spec} is a drawing of class {name!r}, which the run does not know (its classes: "
+                               f"{', '.join(run.classes[:30])}{' ...' if len(run.classes) > 30 else ''}); "
+                               f"choose one with --class")
+    return run.classes.index(name)
+
+
+def write_drawings(run, drawings, output, columns, labels, meta, classes=None) -> None:
+    """-o: a grid (labels under the cells) or an .npz (the drawings in 'test'; `classes`, one class name per
+    drawing, become its test_labels and meta classes)."""
     from ..dataset import save_dataset
     from ..render import save_grid
 
     ext = os.path.splitext(output)[1].lower()
     if ext == ".npz":
         meta = {"kind": "sketchrnn samples", "run": run.path, "step": run.step, **meta}
-        save_dataset(output, {"train": [], "valid": [], "test": drawings}, meta=meta)
+        tags = None
+        if classes is not None:
+            names = list(dict.fromkeys(classes))
+            meta["classes"] = names
+            tags = {"test": [names.index(c) for c in classes]}
+        save_dataset(output, {"train": [], "valid": [], "test": drawings}, labels=tags, meta=meta)
     elif ext in (".svg", ".png"):
         save_grid(drawings, output, columns=columns, labels=labels, borders=True)
     else:

@@ -7,7 +7,7 @@ import click
 
 from .. import limits
 from .app import bounded, handle_errors, main, need_torch
-from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
+from .drawings import TEMPERATURE_HELP, check_drawings_output, class_option, sampling_options, write_drawings
 from .export_data import DATA_OPTIONS, data_options, export_data, given_options, is_dataset
 
 
@@ -79,9 +79,13 @@ def import_(source, out_dir, scale_factor, data, overwrite):
                    "built-in sampler.")
 @click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
               help="Which checkpoint of a run folder to export.")
+@click.option("--class", "class_name", default=None, metavar="NAME",
+              help="Of a class-conditional decoder-only run: write this class's decoder (its class embedding "
+                   "folded into the LSTM bias), a plain model the runtimes run. --html writes every class, with "
+                   "a menu.")
 @data_options
 @handle_errors
-def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **data):
+def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, class_name, **data):
     """Write a model in the JSON format of sketch-rnn-js, @magenta/sketch and ml5.js (.gen.json), or a
     drawing page that runs it; or write a dataset (DATA.npz) in the layout another model or tool reads.
 
@@ -90,7 +94,9 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **da
     model with an lstm decoder and 20 mixtures, which is what those
     runtimes run: train one with --preset browser. Weights are stored as
     int16 (w = 10 q / 32767): the summary says how many were clipped at
-    +-10 and the largest rounding error. See docs/browser.md.
+    +-10 and the largest rounding error. See docs/browser.md. A
+    class-conditional run (--preset browser_classes) is written one class
+    at a time (--class), or as a page with a class menu (--html).
 
     \b
     DATA.npz (a sketch-rnn dataset) goes to -o OUT with every split, id,
@@ -107,6 +113,7 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **da
     Examples:
       sketchprep export runs/sheep -o sheep.gen.json
       sketchprep export runs/sheep --html sheep_page
+      sketchprep export runs/pets --class cat -o cat.gen.json
       python -m http.server -d sheep_page 8000   # then open http://127.0.0.1:8000
       sketchprep export cats.npz -o cats.parquet
       sketchprep export cats.npz -o cats5.npz --format stroke5 --max-len 96
@@ -114,7 +121,7 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **da
     """
     ctx = click.get_current_context()
     if is_dataset(run_path):
-        refused = given_options(ctx, ("html_dir", "name", "scale", "runtime_js", "checkpoint"))
+        refused = given_options(ctx, ("html_dir", "name", "scale", "runtime_js", "checkpoint", "class_name"))
         if refused:
             raise click.UsageError(f"{', '.join(refused)} {'go' if len(refused) > 1 else 'goes'} with a RUN, not with "
                                    "a dataset (.npz)")
@@ -131,6 +138,8 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **da
         raise click.UsageError("give -o MODEL.gen.json or --html DIR (one of them)")
     if runtime_js is not None and html_dir is None:
         raise click.UsageError("--runtime-js goes with --html")
+    if class_name is not None and html_dir is not None:
+        raise click.UsageError("--class goes with -o: --html writes every class, with a menu")
     if output is not None and not output.lower().endswith(".json"):
         raise click.UsageError(f"-o {output}: the model file must end in .json (e.g. model.gen.json)")
     from ..outputs import check_output
@@ -145,8 +154,10 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **da
         s = write_page(html_dir, run, name, scale, runtime_js)
         where = f"{html_dir}/ (index.html, model.gen.json)"
     else:
-        s = export_js_model(run, output, name, scale)
+        s = export_js_model(run, output, name, scale, class_name)
         where = output
+    if html_dir is not None and run.hps.class_conditional:
+        where = f"{html_dir}/ (index.html with a menu of {len(run.classes)} classes, model-N.gen.json each)"
     click.echo(f"wrote {where}: {s.info['name']!r}, {run.hps.dec_rnn_size} lstm units, {s.n_weights:,} weights "
                f"as int16 ({s.bytes / 1024:.0f} KiB), scale_factor {s.info['scale_factor']:.6g}; "
                f"{s.clipped} clipped at +-10, largest rounding error {s.max_error:.2g} "
@@ -165,21 +176,24 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, **da
               help="out.svg / .png (a grid: the prefix, then the completions) or .npz (the completions, in 'test').")
 @click.option("-n", "count", type=bounded(limits.DRAWINGS), default=8, help="Number of completions.")
 @click.option("--temperature", "-t", type=bounded(limits.TEMPERATURE), default=0.4, help=TEMPERATURE_HELP)
+@class_option("A class-conditional model finishes the drawing as this class (repeatable: a row per class, "
+              "the prefix first).")
 @sampling_options(encodes=False)
 @handle_errors
-def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_form, seed, checkpoint, device,
-             columns):
+def complete(run_path, prefix, keep, output, count, temperature, class_names, greedy, sigma_form, seed, checkpoint,
+             device, columns):
     """Finish a partial drawing n times, as sketch-rnn's "predict" demo does.
 
     The prefix runs through the decoder, then the model draws on from there, n times in one batch,
     until each completion ends. A conditional model decodes with z = the encoder's mu of the prefix
-    (docs/browser.md says why).
+    (docs/browser.md says why); a class-conditional model as the --class given.
 
     \b
     Examples:
       sketchprep complete runs/sheep --prefix test:3 --keep 20 -o done.png
       sketchprep complete runs/cats --prefix my_cat_head.svg -o cats.svg -n 16
       sketchprep complete runs/cats --prefix head.ndjson -o cats.npz --seed 2
+      sketchprep complete runs/pets --prefix head.svg --class cat -o cat.png
     """
     need_torch()
     from sketchrnn.sample import complete as run_complete
@@ -188,15 +202,28 @@ def complete(run_path, prefix, keep, output, count, temperature, greedy, sigma_f
     inputs = [run_path] + ([prefix] if os.path.isfile(prefix) else [prefix.rsplit(":", 2)[0]])
     check_drawings_output(output, inputs, run=run_path)
     run = load_run(run_path, device, checkpoint)
+    if class_names and not run.hps.class_conditional:
+        raise click.UsageError("--class: this model does not read the class (it was trained without "
+                               "class_conditional=true)")
+    if run.hps.class_conditional and not class_names:
+        raise click.UsageError(f"this model finishes a drawing as the class it is given: add --class NAME (its "
+                               f"classes: {', '.join(run.classes[:30])}{' ...' if len(run.classes) > 30 else ''})")
+    indices = [run.class_index(name) for name in class_names] or [None]
     check_drawings_output(output, run.data_files[:1])  # the dataset a SPLIT:INDEX prefix is read from
     drawing, label = read_prefix(prefix, run.data_files[0] if run.data_files else None, keep)
-    drawings = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form)
-    shown, labels = drawings, None
-    if not output.lower().endswith(".npz"):
-        shown, labels = [drawing] + drawings, [label] + [""] * count
-    write_drawings(run, shown, output, columns, labels,
+    drawings, shown, labels = [], [], []
+    for k in indices:
+        done = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form, label=k)
+        drawings += done
+        shown += [drawing] + done
+        labels += [label + (f" ({run.classes[k]})" if k is not None else "")] + [""] * count
+    if output.lower().endswith(".npz"):
+        shown, labels = drawings, None
+    write_drawings(run, shown, output, columns or (count + 1 if class_names else None), labels,
                     {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
-                     "prefix": prefix, "keep": keep, "prefix_points": len(drawing)})
+                     "prefix": prefix, "keep": keep, "prefix_points": len(drawing)},
+                    [run.classes[k] for k in indices for _ in range(count)] if class_names else None)
     added = [len(d) - len(drawing) for d in drawings]
-    click.echo(f"wrote {output}: {count} completions of {label} ({len(drawing)} points) adding "
+    classes = f" as {', '.join(class_names)}" if class_names else ""
+    click.echo(f"wrote {output}: {len(drawings)} completions of {label} ({len(drawing)} points){classes} adding "
                f"{min(added)}-{max(added)} points, from {run.path} (step {run.step})")

@@ -9,7 +9,8 @@ import click
 
 from .. import limits
 from .app import Checked, bounded, command_line, expand_data, handle_errors, main, need_torch, progress_bar
-from .drawings import TEMPERATURE_HELP, check_drawings_output, sampling_options, write_drawings
+from .drawings import (TEMPERATURE_HELP, check_drawings_output, class_option, own_class, sampling_options,
+                       write_drawings)
 
 
 def _process_start() -> float:
@@ -169,43 +170,65 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
 @click.option("--reconstruct", "condition", metavar="[FILE.npz:]SPLIT:INDEX", default=None,
               help="Encode this drawing (FILE defaults to the run's first dataset) and decode it n times; the "
                    "grid starts with the original.")
+@class_option("A class-conditional model draws this class (repeatable: -n drawings of each, one row per class, "
+              "labelled).  [default: every class of the run]")
 @sampling_options()
 @handle_errors
-def sample(run_path, output, count, temperature, condition, greedy, sigma_form, seed, sampled_z, checkpoint, device,
-           columns):
+def sample(run_path, output, count, temperature, condition, class_names, greedy, sigma_form, seed, sampled_z,
+           checkpoint, device, columns):
     """Draw new sketches with a trained model (RUN: a `train --out` folder or a .pt checkpoint).
 
     z ~ N(0, I) for a conditional model (or the decoder alone for an unconditional one), decoded in
     one batch until every drawing ends. Offsets are in the dataset's pixels (the scale factor is
-    stored in the checkpoint). Temperature: the reference code's form, see --temperature.
+    stored in the checkpoint). Temperature: the reference code's form, see --temperature. A
+    class-conditional model (docs/training.md) draws n of each --class, a row per class.
 
     \b
     Examples:
       sketchprep sample runs/sheep -o sheep.png -n 25 --temperature 0.3
       sketchprep sample runs/sheep -o recon.svg --reconstruct test:12 -n 8
       sketchprep sample runs/sheep/latest.pt -o sheep.npz -n 1000 --seed 1
+      sketchprep sample runs/pets -o pets.png --class cat --class dog -n 8
     """
     need_torch()
-    from sketchrnn.sample import empty_note, load_run, read_drawing, reconstruct, sample as run_sample
+    from sketchrnn.sample import (empty_note, load_run, read_labelled_drawing, reconstruct, row_labels,
+                                  sample as run_sample)
 
     check_drawings_output(output, run=run_path)
     run = load_run(run_path, device, checkpoint)
-    labels = None
+    if class_names and not run.hps.class_conditional:
+        raise click.UsageError("--class: this model does not read the class (it was trained without "
+                               "class_conditional=true)")
+    indices = [run.class_index(name) for name in class_names]
+    if condition and len(indices) > 1:
+        raise click.UsageError("--reconstruct takes one --class (default: the drawing's own)")
+    labels, classes = None, None
     if condition:
-        original, label = read_drawing(condition, run.data_files[0] if run.data_files else None)
-        drawings = reconstruct(run, original, count, temperature, greedy, seed, sampled_z, sigma_form)
+        original, label, own = read_labelled_drawing(condition, run.data_files[0] if run.data_files else None)
+        klass = None
+        if run.hps.class_conditional:
+            klass = indices[0] if indices else own_class(run, own, condition)
+            classes = [run.classes[klass]] * count
+        drawings = reconstruct(run, original, count, temperature, greedy, seed, sampled_z, sigma_form, klass)
         if not output.lower().endswith(".npz"):
             drawings, labels = [original] + drawings, [label] + [""] * count
+    elif run.hps.class_conditional:
+        indices = indices or list(range(len(run.classes)))
+        drawings = run_sample(run, count, temperature, greedy, seed, sigma_form, classes=indices)
+        classes = [run.classes[k] for k in indices for _ in range(count)]
+        labels, columns = row_labels([run.classes[k] for k in indices], count), columns or count
     else:
         drawings = run_sample(run, count, temperature, greedy, seed, sigma_form)
     write_drawings(run, drawings, output, columns, labels,
                     {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
-                     "reconstruct": condition})
-    made = drawings[1:] if labels else drawings     # not the original of --reconstruct
+                     "reconstruct": condition}, classes)
+    made = drawings[1:] if condition and labels else drawings     # not the original of --reconstruct
     lengths = [len(d) for d in made]
-    click.echo(f"wrote {output}: {len(drawings)} drawings ({min(lengths)}-{max(lengths)} points"
-               + (", the first is the original" if labels else "") + f") from {run.path} (step {run.step})"
-               + empty_note(made))
+    rows = (f" in {len(indices)} row{'s' if len(indices) > 1 else ''} ({', '.join(run.classes[k] for k in indices[:8])}"
+            f"{' ...' if len(indices) > 8 else ''})" if run.hps.class_conditional and not condition else "")
+    click.echo(f"wrote {output}: {len(drawings)} drawings{rows} ({min(lengths)}-{max(lengths)} points"
+               + (", the first is the original" if condition and labels else "") + f") from {run.path} "
+               f"(step {run.step})" + empty_note(made))
 
 
 @main.command(context_settings={"show_default": True})
@@ -217,31 +240,46 @@ def sample(run_path, output, count, temperature, condition, greedy, sigma_form, 
 @click.option("--temperature", "-t", type=bounded(limits.TEMPERATURE), default=0.1, help=TEMPERATURE_HELP)
 @click.option("--lerp", is_flag=True, help="Linear instead of spherical interpolation of the latent codes.")
 @click.option("--show-inputs", is_flag=True, help="Put A and B themselves at the ends of the row.")
+@class_option("A class-conditional model: A's class, then B's (give it twice; the class embedding morphs with "
+              "z).  [default: each drawing's own class]")
 @sampling_options()
 @handle_errors
-def interpolate(run_path, first, second, output, steps, temperature, lerp, show_inputs, greedy, sigma_form, seed,
-                sampled_z, checkpoint, device, columns):
+def interpolate(run_path, first, second, output, steps, temperature, lerp, show_inputs, class_names, greedy,
+                sigma_form, seed, sampled_z, checkpoint, device, columns):
     """Morph one drawing into another: encode A and B, interpolate their latent codes, decode each.
 
     A and B are [FILE.npz:]SPLIT:INDEX (FILE defaults to the run's first dataset). The codes are the
     encoder's mu (deterministic; --sampled-z draws mu + sigma*eps as the reference notebook does),
     interpolated by slerp (lerp when the codes are parallel) and decoded with the same seed at every
-    step, so the row changes with z only.
+    step, so the row changes with z only. A class-conditional model morphs the class too: its
+    embedding goes linearly from A's class to B's beside z, so a sheep can turn into a cat.
 
     \b
     Examples:
       sketchprep interpolate runs/sheep test:3 test:40 -o morph.svg
       sketchprep interpolate runs/sheep test:3 valid:7 -o m.png --show-inputs
+      sketchprep interpolate runs/pets cat.npz:test:3 dog.npz:test:5 -o m.png
     """
     need_torch()
-    from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_drawing
+    from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_labelled_drawing
 
+    if len(class_names) not in (0, 2):
+        raise click.UsageError("--class goes twice (A's class, then B's) or not at all (each drawing's own)")
     check_drawings_output(output, (first, second), run=run_path)
     run = load_run(run_path, device, checkpoint)
+    if class_names and not run.hps.class_conditional:
+        raise click.UsageError("--class: this model does not read the class (it was trained without "
+                               "class_conditional=true)")
     default = run.data_files[0] if run.data_files else None
-    (a, label_a), (b, label_b) = read_drawing(first, default), read_drawing(second, default)
+    (a, label_a, own_a), (b, label_b, own_b) = read_labelled_drawing(first, default), read_labelled_drawing(second,
+                                                                                                           default)
+    classes = None
+    if run.hps.class_conditional:
+        classes = (tuple(run.class_index(name) for name in class_names) if class_names
+                   else (own_class(run, own_a, first), own_class(run, own_b, second)))
+        label_a, label_b = f"{label_a} ({run.classes[classes[0]]})", f"{label_b} ({run.classes[classes[1]]})"
     drawings = run_interpolate(run, a, b, steps, temperature, greedy, seed, "lerp" if lerp else "slerp", sampled_z,
-                               sigma_form)
+                               sigma_form, classes)
     labels = None
     made = drawings
     if show_inputs and not output.lower().endswith(".npz"):

@@ -175,15 +175,42 @@
               config.runtime + ' runtime) is ready. Draw something.');
   }
 
-  try {
-    if (config.runtime === 'magenta') {
-      var m = new window.ms.SketchRNN(config.model);
-      m.initialize().then(function () { ready(m); }, fail);
-    } else {
-      fetch(config.model).then(function (r) {
-        if (!r.ok) throw new Error('cannot load ' + config.model + ': HTTP ' + r.status);
-        return r.json();
-      }).then(function (json) { ready(new window.SketchRNNLite(json, {seed: config.seed})); }, fail);
-    }
-  } catch (e) { fail(e); }
+  /* Load a .gen.json (a class-conditional run has one per class: config.classes, the menu). */
+  function load(url) {
+    job++;
+    model = null;
+    page.state = 'loading';
+    setStatus('Loading the model...');
+    try {
+      if (config.runtime === 'magenta') {
+        var m = new window.ms.SketchRNN(url);
+        m.initialize().then(function () { ready(m); if (page.userStrokes.length) finish(); }, fail);
+      } else {
+        fetch(url).then(function (r) {
+          if (!r.ok) throw new Error('cannot load ' + url + ': HTTP ' + r.status);
+          return r.json();
+        }).then(function (json) {
+          ready(new window.SketchRNNLite(json, {seed: config.seed}));
+          if (page.userStrokes.length) finish();
+        }, fail);
+      }
+    } catch (e) { fail(e); }
+  }
+
+  if (config.classes) {
+    var menu = document.getElementById('class');
+    config.classes.forEach(function (c) {
+      var option = document.createElement('option');
+      option.value = c.model;
+      option.textContent = c.name;
+      menu.appendChild(option);
+    });
+    document.getElementById('class-menu').hidden = false;
+    menu.addEventListener('change', function () {
+      page.className = menu.options[menu.selectedIndex].textContent;
+      load(menu.value);
+    });
+    page.className = config.classes[0].name;
+  }
+  load(config.model);
 })();
