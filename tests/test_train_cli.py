@@ -53,7 +53,7 @@ def test_named_presets_are_valid_hparams_with_a_measured_speed():
     for name, comment in comments.items():
         HParams.from_dict(read_preset(name), source=name)
         assert comment, name
-    for name in ("tiny", "cpu", "small_dataset", "reference"):
+    for name in ("tiny", "cpu", "small_dataset", "reference", "classes"):
         assert "s/step" in comments[name] and "MEASURED" not in comments[name], (name, comments[name])
     assert HParams.from_dict(read_preset("reference")) == HParams()          # Magenta's defaults
     assert read_preset("tiny")["num_steps"] <= 1000                           # a smoke run ends by itself

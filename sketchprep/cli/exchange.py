@@ -95,7 +95,7 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, clas
     runtimes run: train one with --preset browser. Weights are stored as
     int16 (w = 10 q / 32767): the summary says how many were clipped at
     +-10 and the largest rounding error. See docs/browser.md. A
-    class-conditional run (--preset browser_classes) is written one class
+    class-conditional run (--preset classes) is written one class
     at a time (--class), or as a page with a class menu (--html).
 
     \b
