@@ -173,8 +173,10 @@ def test_a_class_conditional_run_gets_a_class_menu(browser, serve, sample_npz, t
     from sketchrnn.presets import read_preset
     from sketchrnn.train import train
 
-    hps = HParams.from_dict({**read_preset("classes"), "dec_rnn_size": 32, "batch_size": 20, "save_every": 30})
-    train([str(sample_npz)], tmp_path / "run", hps, max_steps=30, samples=0)
+    # 200 steps (a few seconds): after 30 the class-conditional decoder of 32 units still ended most drawings
+    # at once (38 of 40 samples of the first class empty), and the page must see it draw lines
+    hps = HParams.from_dict({**read_preset("classes"), "dec_rnn_size": 32, "batch_size": 20, "save_every": 200})
+    train([str(sample_npz)], tmp_path / "run", hps, max_steps=200, samples=0)
     page_dir = tmp_path / "page"
     r = CliRunner().invoke(main, ["export", str(tmp_path / "run"), "--html", str(page_dir)])
     assert r.exit_code == 0, r.output
