@@ -954,11 +954,14 @@ def parameter_count(hps: HParams) -> int:
 
 def check_model_size(hps: HParams) -> None:
     """OptionError when the model would have more than MAX_PARAMETERS parameters."""
+    if hps.class_conditional and hps.num_classes < 1:
+        # before `train` has read the classes: one row; SketchRNN checks again with the data's number
+        hps = hps.replace(num_classes=1)
     n = parameter_count(hps)
     if n > MAX_PARAMETERS:
         raise OptionError(f"hparams: a model of {n:,} parameters is over the bound of {MAX_PARAMETERS:,} "
                           f"({MAX_PARAMETERS * 4 // 2**30} GiB of float32 weights): lower enc_rnn_size, dec_rnn_size, "
-                          f"z_size, num_mixture or the hyper sizes")
+                          f"z_size, num_mixture, the hyper sizes or class_embedding_size")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

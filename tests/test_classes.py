@@ -80,7 +80,7 @@ def test_hparams_of_the_class_model():
     assert HParams().class_balance == "none" and not HParams().class_conditional   # the reference's shuffle
     with pytest.raises(OptionError, match="class_balance must be one of none, equal, sqrt"):
         HParams(class_balance="square")
-    with pytest.raises(OptionError, match="num_classes must be >= 0"):
+    with pytest.raises(OptionError, match="num_classes must be a whole number from 0 to 100000"):
         HParams(num_classes=-1)
     with pytest.raises(OptionError, match="needs num_classes >= 1"):
         SketchRNN(HParams(class_conditional=True))
