@@ -1,4 +1,5 @@
-"""Fetch Google's public Quick, Draw! files by word: resumable, checked, cached.
+"""Fetch Google's public Quick, Draw! files by word, and its published sketch-rnn models by name:
+resumable, checked, cached.
 
 Google serves one file per word and format from a public Cloud Storage bucket
 (https://github.com/googlecreativelab/quickdraw-dataset, "Get the data"):
@@ -9,6 +10,12 @@ Google serves one file per word and format from a public Cloud Storage bucket
     {base}/sketchrnn/{word}.npz            sketch-rnn stroke-3, 70000/2500/2500
 
 with base = https://storage.googleapis.com/quickdraw_dataset and the word URL-quoted (`hot%20dog`).
+The sketch-rnn models magenta.js documents (its `sketch/README.md`, "Pre-trained models") are at
+
+    {base}/models/{name}.gen.json          decoder-only, 512 LSTM units
+    {base}/large_models/{name}.gen.json    the main set (some models larger)
+
+with base = https://storage.googleapis.com/quickdraw-models/sketchRNN.
 A file is fetched into the cache folder as `NAME.part` (resumed with an HTTP Range request when a
 previous try was cut off), checked against the size the server announced and, when the server sends one
 (`x-goog-hash: md5=...`, as Cloud Storage does), its MD5, renamed into place, and then linked or copied
@@ -57,6 +64,11 @@ FORMATS = {
     "binary": ("full/binary", ".bin"),
     "npz": ("sketchrnn", ".npz"),
 }
+
+MODELS_BASE_URL = "https://storage.googleapis.com/quickdraw-models/sketchRNN"
+MODELS_BASE_URL_ENV = "SKETCHPREP_SKETCHRNN_URL"
+MODEL_FOLDERS = {False: "models", True: "large_models"}   # --large
+MODEL_EXT = ".gen.json"
 
 CHUNK = 1 << 20
 USER_AGENT = "sketchprep-download"
@@ -117,6 +129,49 @@ def _key(word: str) -> str:
     return " ".join(word.replace("_", " ").split()).lower()
 
 
+def sketchrnn_models() -> list[str]:
+    """The names of Google's published sketch-rnn models, as magenta.js's sketch/README.md lists them."""
+    text = resources.files("sketchprep").joinpath("data", "sketchrnn_models.txt").read_text(encoding="utf-8")
+    return [w for w in text.splitlines() if w]
+
+
+def resolve_models(requested: list[str]) -> list[str]:
+    """The published spelling of each requested model name (case, spaces for `_` and a trailing
+    `.gen.json` forgiven); an unknown name is an OptionError naming the closest ones."""
+    names = sketchrnn_models()
+    by_key = {_key(n): n for n in names}
+    out = []
+    for raw in requested:
+        name = by_key.get(_key(raw.removesuffix(MODEL_EXT)))
+        if name is None:
+            close = difflib.get_close_matches(_key(raw), list(by_key), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(repr(by_key[c]) for c in close)}? " if close else ""
+            raise OptionError(f"{raw!r} is not one of the {len(names)} published sketch-rnn models; {hint}"
+                              "`sketchprep download model --list` prints them all")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def model_url(name: str, base: str, large: bool = False) -> str:
+    return f"{base}/{MODEL_FOLDERS[large]}/{urllib.parse.quote(name)}{MODEL_EXT}"
+
+
+def download_models(names: list[str], out_dir: str | Path, *, large: bool = False, base: str | None = None,
+                    cache_dir: str | Path | None = None, use_cache: bool = True, retries: int = 3,
+                    timeout: float = 60.0, progress: Progress | None = None) -> list[Fetched]:
+    """Fetch each named sketch-rnn model (`NAME.gen.json`, from `models/`, or `large_models/` with
+    `large`) into `out_dir`, cached in `cache_dir/sketchrnn/<folder>/`, resumed and checked as
+    `download_quickdraw` does."""
+    names = resolve_models(names)
+    base = base_url(base, MODELS_BASE_URL_ENV, MODELS_BASE_URL)
+    items = [(name, model_url(name, base, large), name + MODEL_EXT) for name in names]
+    return _download_all(items, "model", out_dir, ("sketchrnn", MODEL_FOLDERS[large]), cache_dir=cache_dir,
+                         use_cache=use_cache, retries=retries, timeout=timeout, progress=progress,
+                         missing_hint="Check the name (--list) and --large, or the mirror given by --base-url / $"
+                                      + MODELS_BASE_URL_ENV)
+
+
 def default_cache_dir() -> Path:
     """$SKETCHPREP_CACHE, else $XDG_CACHE_HOME/sketchprep, else ~/.cache/sketchprep."""
     if os.environ.get(CACHE_ENV):
@@ -125,9 +180,9 @@ def default_cache_dir() -> Path:
     return Path(root) / "sketchprep"
 
 
-def base_url(given: str | None = None) -> str:
-    """The base URL: `given`, else $SKETCHPREP_QUICKDRAW_URL, else Google's bucket."""
-    url = (given or os.environ.get(BASE_URL_ENV) or BASE_URL).rstrip("/")
+def base_url(given: str | None = None, env: str = BASE_URL_ENV, default: str = BASE_URL) -> str:
+    """The base URL: `given`, else $`env` ($SKETCHPREP_QUICKDRAW_URL), else `default` (Google's bucket)."""
+    url = (given or os.environ.get(env) or default).rstrip("/")
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number from 0 to 65535)
@@ -173,20 +228,28 @@ def download_quickdraw(words: list[str], fmt: str, out_dir: str | Path, *, base:
         raise OptionError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     words = resolve_words(words)
     base = base_url(base)
+    items = [(word, url_for(word, fmt, base), file_name(word, fmt)) for word in words]
+    return _download_all(items, fmt, out_dir, ("quickdraw", fmt), cache_dir=cache_dir, use_cache=use_cache,
+                         retries=retries, timeout=timeout, progress=progress)
+
+
+def _download_all(items: list[tuple[str, str, str]], fmt: str, out_dir: str | Path, cache_folder: tuple[str, ...], *,
+                  cache_dir, use_cache: bool, retries: int, timeout: float, progress,
+                  missing_hint: str | None = None) -> list[Fetched]:
+    """Each (name, url, file name) of `items` into `out_dir`, through `cache_dir/<cache_folder>/` with
+    `use_cache`; `fmt` says what the files must start with (_MAGIC)."""
     out_dir = Path(out_dir)
     _make_dir(out_dir)
-    store = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "quickdraw" / fmt
+    store = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).joinpath(*cache_folder)
     if use_cache:
         _make_dir(store)
     results = []
-    for word in words:
-        name = file_name(word, fmt)
-        url = url_for(word, fmt, base)
+    for word, url, name in items:
         target = (store if use_cache else out_dir) / name
         fetched = _cached(word, url, target)
         if fetched is None:
             fetched = _fetch(word, url, target, fmt, retries=retries, timeout=timeout, progress=progress,
-                             record=use_cache)
+                             record=use_cache, missing_hint=missing_hint)
         if use_cache:
             _place(target, out_dir / name)
             fetched.path = out_dir / name
@@ -242,7 +305,7 @@ def _cached(word: str, url: str, target: Path) -> Fetched | None:
 
 
 def _fetch(word: str, url: str, target: Path, fmt: str, *, retries: int, timeout: float, progress,
-           record: bool) -> Fetched:
+           record: bool, missing_hint: str | None = None) -> Fetched:
     """Download `url` to `target` through `target.part`; `record` keeps a `target.json` for the cache."""
     part = target.with_name(target.name + ".part")
     part_meta = _meta_path(part)
@@ -253,7 +316,8 @@ def _fetch(word: str, url: str, target: Path, fmt: str, *, retries: int, timeout
     resumed = False
     for attempt in range(retries + 1):
         try:
-            info = _get(url, part, part_meta, timeout=timeout, progress=progress, desc=target.name)
+            info = _get(url, part, part_meta, timeout=timeout, progress=progress, desc=target.name,
+                        missing_hint=missing_hint)
             resumed = resumed or info["resumed"]
             break
         except _Retry as e:
@@ -291,7 +355,8 @@ class _Retry(Exception):
     """A transfer that stopped early; the .part file holds what arrived."""
 
 
-def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, desc: str) -> dict:
+def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, desc: str,
+         missing_hint: str | None = None) -> dict:
     """Continue `part` from its current size (or start it) and return what the server said about the file."""
     have = part.stat().st_size if part.exists() else 0
     known = _read_record(part_meta) if have else {}
@@ -315,8 +380,8 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
             part.unlink()
             raise _Retry("the server refused the resume; starting over") from None
         if e.code == 404:
-            raise DownloadError("not found on the server (404). Check the word and the format, or the mirror "
-                                "given by --base-url / $" + BASE_URL_ENV, url) from None
+            raise DownloadError("not found on the server (404). " + (missing_hint or "Check the word and the format, "
+                                "or the mirror given by --base-url / $" + BASE_URL_ENV), url) from None
         raise DownloadError(f"the server answered HTTP {e.code} {e.reason}. Try again later, or use a mirror "
                             f"with --base-url", url) from None
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
@@ -382,7 +447,7 @@ def _get(url: str, part: Path, part_meta: Path, *, timeout: float, progress, des
 
 # What each format's files start with: a server that answers with something else (an HTML error page,
 # a login portal) is caught even when it sends no MD5.
-_MAGIC = {"raw": (b"{",), "simplified": (b"{",), "npz": (b"PK\x03\x04", b"PK\x05\x06")}
+_MAGIC = {"raw": (b"{",), "simplified": (b"{",), "npz": (b"PK\x03\x04", b"PK\x05\x06"), "model": (b"[",)}
 
 
 def _check_content(part: Path, part_meta: Path, fmt: str, url: str) -> None:
@@ -393,7 +458,7 @@ def _check_content(part: Path, part_meta: Path, fmt: str, url: str) -> None:
         return
     part.unlink()
     part_meta.unlink(missing_ok=True)
-    kind = {"npz": "a .npz (zip) file"}.get(fmt, "ndjson")
+    kind = {"npz": "a .npz (zip) file", "model": "a .gen.json model (a JSON array)"}.get(fmt, "ndjson")
     raise DownloadError(f"the server sent something that is not {kind} (it starts with {head[:24]!r}); "
                         "check --base-url, or the network's login page", url)
 

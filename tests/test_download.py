@@ -14,10 +14,15 @@ from conftest import SAMPLE
 from sketchprep.cli import main
 from sketchprep.download import (
     BASE_URL,
+    MODELS_BASE_URL,
     DownloadError,
+    download_models,
     download_quickdraw,
+    model_url,
     quickdraw_words,
+    resolve_models,
     resolve_words,
+    sketchrnn_models,
     url_for,
 )
 from sketchprep.errors import OptionError
@@ -40,6 +45,7 @@ class Bucket(http.server.ThreadingHTTPServer):
         self.bare: set[str] = set()                   # no Content-Length, no ETag, no hash: ends at close
         self.stall: dict[str, int] = {}               # sends n bytes, then nothing for 3 s (once)
         self.raw: dict[str, bytes] = {}
+        self.short: dict[str, int] = {}               # announces the size plus n bytes, sends the file, closes
         self.log: list[tuple[str, str | None]] = []   # (path, Range header)
 
     @property
@@ -91,7 +97,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
+        self.send_header("Content-Length", str(len(body) - start + s.short.get(self.path, 0)))
         self.send_header("ETag", etag)
         self.send_header("x-goog-hash", "crc32c=AAAAAA==")
         self.send_header("x-goog-hash", f"md5={md5}")
@@ -101,6 +107,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[start:start + stall])
             self.wfile.flush()
             time.sleep(3)
+            self.close_connection = True
+            return
+        if self.path in s.short:
+            self.wfile.write(body[start:])
+            self.wfile.flush()
             self.close_connection = True
             return
         cut = s.cut.pop(self.path, None)
@@ -336,3 +347,88 @@ def test_an_html_page_instead_of_the_file_is_refused(bucket, tmp_path, fmt, fold
         download_quickdraw(["cat"], fmt, tmp_path / "out", base=bucket.url, cache_dir=tmp_path / "cache")
     assert list((tmp_path / "out").iterdir()) == []
     assert list((tmp_path / "cache" / "quickdraw" / fmt).iterdir()) == []
+
+
+# --- sketch-rnn models -------------------------------------------------------------------------------------
+
+def _model_body(n: int, seed: int) -> bytes:
+    return _payload(n, seed, b'[{"mode": 2, "version": 6, "max_seq_len": 130, "name": "x", "scale_factor": 82.2}, ')
+
+
+def test_model_names_are_the_ones_magenta_js_lists():
+    names = sketchrnn_models()
+    assert len(names) == 114 == len(set(names))
+    assert {"cat", "owl", "flamingo", "the_mona_lisa", "crabrabbitfacepig", "everything", "yogabicycle"} <= set(names)
+    assert resolve_models(["Cat", "the mona lisa", "owl.gen.json", "cat"]) == ["cat", "the_mona_lisa", "owl"]
+    with pytest.raises(OptionError, match=r"'caat' is not one of the 114 published sketch-rnn models; did you mean "
+                                          r"'cat'.*--list"):
+        resolve_models(["caat"])
+    assert model_url("cat", MODELS_BASE_URL) == \
+        "https://storage.googleapis.com/quickdraw-models/sketchRNN/models/cat.gen.json"
+    assert model_url("the_mona_lisa", MODELS_BASE_URL, large=True) == \
+        "https://storage.googleapis.com/quickdraw-models/sketchRNN/large_models/the_mona_lisa.gen.json"
+
+
+def test_download_model_by_name_large_and_cached(bucket, tmp_path):
+    small, large = _model_body(30_000, 11), _model_body(50_000, 12)
+    bucket.files["/models/cat.gen.json"] = small
+    bucket.files["/large_models/cat.gen.json"] = large
+    bucket.files["/models/the_mona_lisa.gen.json"] = _model_body(20_000, 13)
+    args = ["download", "model", "--base-url", bucket.url, "--cache-dir", str(tmp_path / "cache")]
+    r = CliRunner().invoke(main, [*args, "cat", "The Mona Lisa", "-o", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a" / "cat.gen.json").read_bytes() == small
+    assert (tmp_path / "a" / "the_mona_lisa.gen.json").exists()
+    assert r.output.count("downloaded, size and MD5 checked") == 2
+    r = CliRunner().invoke(main, [*args, "cat", "--large", "-o", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b" / "cat.gen.json").read_bytes() == large
+    assert [p for p, _ in bucket.log] == ["/models/cat.gen.json", "/models/the_mona_lisa.gen.json",
+                                          "/large_models/cat.gen.json"]
+    r = CliRunner().invoke(main, [*args, "cat", "-o", str(tmp_path / "c")])     # from the cache, no request
+    assert r.exit_code == 0 and "cached, size and MD5 checked" in r.output, r.output
+    assert len(bucket.log) == 3 and (tmp_path / "c" / "cat.gen.json").read_bytes() == small
+    assert (tmp_path / "cache" / "sketchrnn" / "models" / "cat.gen.json").exists()
+    assert (tmp_path / "cache" / "sketchrnn" / "large_models" / "cat.gen.json").exists()
+
+
+def test_download_model_resumes_and_refuses_a_wrong_size(bucket, tmp_path):
+    body = _model_body(2**20 + 77, 14)
+    bucket.files["/models/owl.gen.json"] = body
+    bucket.cut["/models/owl.gen.json"] = 300_000
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match=r"cut off after 300,000 bytes.*run the same command again to resume"):
+        download_models(["owl"], tmp_path / "out", base=bucket.url, cache_dir=cache, retries=0)
+    [fetched] = download_models(["owl"], tmp_path / "out", base=bucket.url, cache_dir=cache)
+    assert bucket.log[-1] == ("/models/owl.gen.json", "bytes=300000-") and fetched.how == "resumed"
+    assert (tmp_path / "out" / "owl.gen.json").read_bytes() == body
+    # a server that announces more bytes than it sends: refused, nothing in the output folder
+    bucket.files["/models/dog.gen.json"] = _model_body(40_000, 15)
+    bucket.short["/models/dog.gen.json"] = 1000
+    r = CliRunner().invoke(main, ["download", "model", "dog", "-o", str(tmp_path / "d"), "--base-url", bucket.url,
+                                  "--cache-dir", str(cache)])
+    assert r.exit_code == 1
+    [line] = [ln for ln in r.output.splitlines() if ln.startswith("Error:")]
+    assert "/models/dog.gen.json: download cut off after" in line and "run the same command again" in line
+    assert list((tmp_path / "d").iterdir()) == []
+    assert not (cache / "sketchrnn" / "models" / "dog.gen.json").exists()
+
+
+def test_download_model_errors(bucket, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, ["download", "model", "cat", "-o", str(tmp_path), "--no-cache"],
+                      env={"SKETCHPREP_SKETCHRNN_URL": bucket.url})
+    assert r.exit_code == 1
+    assert (f"Error: {bucket.url}/models/cat.gen.json: not found on the server (404). Check the name (--list) and "
+            "--large") in r.output
+    bucket.files["/models/cat.gen.json"] = b"<!DOCTYPE html><html>Sign in</html>"
+    bucket.bare.add("/models/cat.gen.json")
+    r = runner.invoke(main, ["download", "model", "cat", "-o", str(tmp_path), "--no-cache", "--base-url", bucket.url])
+    assert r.exit_code == 1 and "not a .gen.json model (a JSON array)" in r.output
+    r = runner.invoke(main, ["download", "model", "caat", "-o", str(tmp_path)])
+    assert r.exit_code == 2 and "did you mean 'cat'" in r.output
+    r = runner.invoke(main, ["download", "model", "-o", str(tmp_path)])
+    assert r.exit_code == 2 and "--list" in r.output
+    r = runner.invoke(main, ["download", "model", "--list"])
+    assert r.exit_code == 0 and r.output.splitlines() == sketchrnn_models()
+    assert list(tmp_path.iterdir()) == []
