@@ -120,6 +120,7 @@ PATIENCE = Bound(0, 10**6, whole=True)               # train --patience
 GRID_SAMPLES = Bound(0, 1000, whole=True)            # train --samples
 TIMEOUT = Bound(0, 86_400, low_open=True)            # download --timeout, seconds
 SCALE_FACTOR = Bound(1e-6, 1e6)                      # data units per model unit (import, export, checkpoints)
+BOX = Bound(0, 1e6, low_open=True)                   # a run's drawing box in data units (import --size, checkpoints, info.box)
 MAX_SECONDS = Bound(0, 366 * 86_400, low_open=True)  # train --max-time, once read as seconds
 # processes and threads: more than a few per core only adds memory (each convert worker is a process)
 WORKERS = Bound(1, max(8, 4 * available_cores()), whole=True)     # convert --workers

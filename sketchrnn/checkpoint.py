@@ -6,9 +6,9 @@ metrics.jsonl and samples/ (the grids drawn at each evaluation).
 
 Checkpoints are plain dicts (`torch.load(path, weights_only=True)` reads them) written to a temporary
 file and renamed: the weights (of the unwrapped, uncompiled module), the optimizer, the hparams, the
-scale factor (fix F.14), the step, the best valid cost, the data files (with their sha256, so that
-`--resume` sees a replaced file). A checkpoint read here is checked (types, ranges, its weights
-against its hparams) before any model is built from it.
+scale factor (fix F.14), the drawing box (`sketchrnn.box`), the step, the best valid cost, the data
+files (with their sha256, so that `--resume` sees a replaced file). A checkpoint read here is checked
+(types, ranges, its weights against its hparams) before any model is built from it.
 
 Sampling, export and import read runs through this module alone: none of them imports the training loop.
 """
@@ -26,7 +26,7 @@ import torch
 from sketchprep.dataset import atomic_output, check_zip_bounds
 from sketchprep.errors import DatasetFormatError, OptionError, SketchprepError
 from sketchprep.files import NotRegularFileError, open_regular
-from sketchprep.limits import SCALE_FACTOR
+from sketchprep.limits import BOX, SCALE_FACTOR
 
 from .devices import resolve_device
 from .model import HParams, SketchRNN, check_model_size
@@ -100,6 +100,16 @@ def checkpoint_problem(ckpt: dict) -> str | None:
     scale = ckpt.get("scale_factor")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not SCALE_FACTOR.contains(scale):
         return f"scale_factor {scale!r} is not {SCALE_FACTOR.describe()}"
+    box = ckpt.get("box")
+    if box is not None and (isinstance(box, bool) or not isinstance(box, (int, float)) or not BOX.contains(box)):
+        return f"box {box!r} is not {BOX.describe()}"
+    warmup_start = ckpt.get("warmup_start", 0)     # where `train --resume` counts the warm-up from
+    if isinstance(warmup_start, bool) or not isinstance(warmup_start, int) or not 0 <= warmup_start <= MAX_STEP:
+        return f"warmup_start {warmup_start!r} is not a whole number from 0 to {MAX_STEP}"
+    if not isinstance(ckpt.get("resize_data", False), bool):
+        return f"resize_data {ckpt.get('resize_data')!r} is not true or false"
+    if not isinstance(ckpt.get("init_from"), (str, type(None))):
+        return f"init_from {ckpt.get('init_from')!r} is not a file name"
     for name in ("max_len", "step"):
         value = ckpt.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STEP:
@@ -148,9 +158,11 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
 def make_checkpoint(*, model: SketchRNN, optimizer: torch.optim.Optimizer, hps: HParams, scale_factor: float,
                     max_len: int, step: int, best_valid_cost: float, best_step: int | None,
                     evals_since_best: int, world_size: int, data_files: list[str], data_fingerprint: list[dict],
-                    classes: list) -> dict:
-    """The checkpoint `train` writes after `step` steps (the model unwrapped from DDP)."""
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
+                    classes: list, box: float | None = None, **extra) -> dict:
+    """The checkpoint `train` writes after `step` steps (the model unwrapped from DDP). `box`: the run's
+    drawing box (sketchrnn.box); `extra`: more entries (builtins) stored as they are."""
+    return {**extra, **({"box": float(box)} if box is not None else {}),
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "hparams": hps.to_dict(), "scale_factor": scale_factor,
             "max_len": max_len, "step": step, "best_valid_cost": best_valid_cost, "best_step": best_step,
             "evals_since_best": evals_since_best, "seed": hps.seed, "world_size": world_size,
@@ -241,6 +253,7 @@ class Run:
     step: int
     path: str
     classes: list[str] = field(default_factory=list)   # the class names of the training data, by index
+    box: float = 255.0              # the drawing box (sketchrnn.box): the size of the drawings the model knows
 
     def class_index(self, name: str) -> int:
         """The index of class `name`; an OptionError listing the run's classes when it has no such class."""
@@ -260,4 +273,14 @@ def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str = "be
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, resolve_device(device))
     return Run(model, model.hps, float(ckpt["scale_factor"]), int(ckpt["max_len"]), list(ckpt["data_files"]),
-               int(ckpt["step"]), path, list(ckpt.get("classes", [])))
+               int(ckpt["step"]), path, list(ckpt.get("classes", [])),
+               box=checkpoint_box(ckpt))
+
+
+def checkpoint_box(ckpt: dict) -> float:
+    """A checkpoint's drawing box; for one written before runs kept it, its first data set's box
+    (255, convert's default, when there is none)."""
+    from .box import data_box
+
+    box = ckpt.get("box")
+    return float(box) if box is not None else data_box(list(ckpt.get("data_files") or []))

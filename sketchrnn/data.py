@@ -76,20 +76,27 @@ def file_class(path: str | os.PathLike) -> str:
 
 
 def load_data(paths: list[str], max_seq_len: int = 250, scale_factor: float | None = None,
-              classes: list[str] | None = None) -> SketchData:
+              classes: list[str] | None = None, resize: float | list[float] = 1.0,
+              need_train: bool = True) -> SketchData:
     """Load and preprocess `.npz` files (concatenated per split; labels kept).
 
     `scale_factor` None computes it from train (the reference); a number (from a checkpoint) is used as is.
     Classes: each file's class names (its metadata, with `<split>_labels`), or `file_class(path)` for a
     file without labels; `classes` (a run's class list) maps them to its indices and refuses a file holding
     drawings of a class outside it, naming them; None builds the list in order of first appearance.
+    `resize` (one number, or one per file) multiplies a file's offsets first: a drawing box of another
+    size (sketchrnn.box), so the clamp and the scale factor see the drawings at the run's size.
+    `need_train=False` accepts files without a train split (evaluation needs only the splits it reads).
     """
+    factors = list(resize) if isinstance(resize, (list, tuple)) else [float(resize)] * len(paths)
+    if len(factors) != len(paths):
+        raise ValueError(f"resize: {len(factors)} factors for {len(paths)} files")
     if not paths:
         raise OptionError("give at least one .npz file")
     per_split: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     labels: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     names: list[str] = list(classes) if classes is not None else []
-    for path in paths:
+    for path, factor in zip(paths, factors):
         ds = load_dataset(path)
         file_classes = ds.classes or [file_class(path)]
         file_labels = {}
@@ -115,7 +122,7 @@ def load_data(paths: list[str], max_seq_len: int = 250, scale_factor: float | No
                 names.append(name)
         remap = np.array([names.index(n) if n in names else -1 for n in file_classes], dtype=np.int64)
         for s in SPLITS:
-            per_split[s] += ds.splits[s]
+            per_split[s] += [_resized(sk, factor) for sk in ds.splits[s]] if factor != 1.0 else ds.splits[s]
             labels[s].append(remap[file_labels[s]])
     classes = names
 
@@ -128,8 +135,11 @@ def load_data(paths: list[str], max_seq_len: int = 250, scale_factor: float | No
         strokes = [np.clip(per_split[s][i], -CLAMP_LIMIT, CLAMP_LIMIT).astype(np.float32) for i in keep]
         order = np.argsort([len(x) for x in strokes], kind="stable")
         splits[s] = Split([strokes[i] for i in order], lab[keep][order] if len(keep) else lab[:0])
-    if len(splits["train"]) == 0:
+    if len(splits["train"]) == 0 and need_train:
         raise DatasetFormatError(f"no train sketch of at most max_seq_len={max_seq_len} rows",
+                                 path=", ".join(map(str, paths)))
+    if not any(len(sp) for sp in splits.values()):
+        raise DatasetFormatError(f"no sketch of at most max_seq_len={max_seq_len} rows",
                                  path=", ".join(map(str, paths)))
     if scale_factor is None:
         scale_factor = normalizing_scale_factor(splits["train"].strokes)
@@ -141,6 +151,13 @@ def load_data(paths: list[str], max_seq_len: int = 250, scale_factor: float | No
             sk[:, :2] /= np.float32(scale_factor)
     max_len = max(max((len(x) for x in sp.strokes), default=0) for sp in splits.values())
     return SketchData(splits, float(scale_factor), int(max_len), [str(p) for p in paths], classes, dropped)
+
+
+def _resized(sketch: np.ndarray, factor: float) -> np.ndarray:
+    """A stroke-3 sketch with its offsets times `factor`, as float32 (int16 would round them)."""
+    out = np.asarray(sketch, dtype=np.float32).copy()
+    out[:, :2] *= np.float32(factor)
+    return out
 
 
 def normalizing_scale_factor(strokes: list[np.ndarray]) -> float:

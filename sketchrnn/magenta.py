@@ -32,7 +32,7 @@ import numpy as np
 
 from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.files import SMALL_FILE_BYTES, read_bytes
-from sketchprep.limits import SCALE_FACTOR, Bound, value_text
+from sketchprep.limits import BOX, SCALE_FACTOR, Bound, value_text
 
 from .tf_checkpoint import TFCheckpoint
 from .checkpoint import MAX_STEP
@@ -427,11 +427,12 @@ def read_magenta(path: str | os.PathLike, gate_order: tuple[str, ...] = TF_GATES
 
 def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_factor: float, step: int,
                       source: str, optimizer_state: dict | None = None, max_len: int | None = None,
-                      data_files: list[str] | None = None, overwrite: bool = False) -> Path:
+                      data_files: list[str] | None = None, overwrite: bool = False, box: float | None = None) -> Path:
     """Write `out_dir/latest.pt` (the checkpoint layout of `sketchrnn.checkpoint`) and `hparams.json` for a
     model imported from elsewhere, so that sample, interpolate, complete, export and `train --resume`
     take it. Refuses a folder that already holds a run unless `overwrite`. Returns the checkpoint path.
-    Without `optimizer_state`, Adam starts fresh on resume (an empty torch Adam state)."""
+    Without `optimizer_state`, Adam starts fresh on resume (an empty torch Adam state). `box`: the
+    run's drawing box (sketchrnn.box); None leaves it to its data files."""
     import torch
 
     from .checkpoint import (BEST, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST, checkpoint_problem,
@@ -456,6 +457,8 @@ def save_imported_run(out_dir: str | os.PathLike, hps, state_dict: dict, scale_f
             "best_valid_cost": math.inf, "best_step": None, "evals_since_best": 0, "seed": hps.seed,
             "world_size": 1, "data_files": [os.path.abspath(p) for p in (data_files or [])], "classes": [],
             "torch_version": str(torch.__version__), "imported_from": str(source)}
+    if box is not None:
+        ckpt["box"] = float(box)
     problem = checkpoint_problem(ckpt)   # what loading the run will check: never write a run that does not load
     if problem:
         raise MagentaImportError(f"the model cannot become a run: {problem}", path=str(source))
@@ -484,15 +487,19 @@ class ImportResult:
     n_params: int
     optimizer: bool            # Adam state carried over
     notes: list[str]
+    box: float = 255.0         # the run's drawing box (sketchrnn.box)
+    box_source: str = "data"   # "option" (--size), "model" (the file's info.box), "data" (--data) or "estimated"
 
 
 def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_factor: float | None = None,
                  data: list[str] | None = None, overwrite: bool = False,
-                 read_js: Callable | None = None) -> ImportResult:
+                 read_js: Callable | None = None, size: float | None = None) -> ImportResult:
     """Import a Magenta model into a run folder: a `.json` file is a magenta-js model
     (`sketchrnn.magenta_js.read_js_model`), anything else a TensorFlow run folder or checkpoint.
     The scale factor is `scale_factor` if given, else computed from `data` (the train split, as
-    training does), else the one the model file stores, else 1.0 (with a note)."""
+    training does), else the one the model file stores, else 1.0 (with a note). The drawing box
+    (sketchrnn.box) is `size` if given, else the one the file keeps (`info.box` of a `.gen.json` that
+    `export` wrote), else the box of `data`, else estimated from the model's own drawings."""
     p = str(path)
     if not os.path.exists(p) and not os.path.exists(p + ".index"):
         raise MagentaImportError("no such file or folder", path=p)
@@ -506,9 +513,11 @@ def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_fact
         hps, state, js_scale, info = read_js(p)
         imported = ImportedModel(hps, state, int((info or {}).get("step", 0)), p, None,
                                  list((info or {}).get("notes", [])), js_scale)
+        kept_box = (info or {}).get("box")
     else:
         kind = "magenta-tf"
         imported = read_magenta(p)
+        kept_box = None
     notes = list(imported.notes)
     hps = imported.hps
     max_len = None
@@ -530,12 +539,35 @@ def import_model(path: str | os.PathLike, out_dir: str | os.PathLike, scale_fact
         scale, how = 1.0, "default"
         notes.append("scale factor 1.0: offsets come out in the model's normalised units; give --data (the "
                      "data set the model was trained on) or --scale-factor for pixels")
+    box, box_how = _import_box(size, kept_box, data, hps, imported.state_dict, scale, p, notes)
     ckpt_path = save_imported_run(out_dir, hps, imported.state_dict, scale, imported.step, imported.source,
                                   imported.optimizer_state, max_len=max_len, data_files=list(data or []),
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, box=box)
     n_params = sum(int(v.numel()) for v in imported.state_dict.values())
     return ImportResult(str(ckpt_path), kind, hps, imported.step, scale, how, n_params,
-                        imported.optimizer_state is not None, notes)
+                        imported.optimizer_state is not None, notes, box, box_how)
+
+
+def _import_box(size, kept, data, hps, state_dict, scale, source, notes) -> tuple[float, str]:
+    """The imported run's drawing box and where it came from (see `import_model`)."""
+    from .box import check_box, data_box
+    from .checkpoint import Run
+    from .model import SketchRNN
+    from .sample import estimate_box
+
+    if size is not None:
+        return check_box(size, "--size"), "option"
+    if kept is not None:
+        try:
+            return check_box(kept), "model"
+        except OptionError:
+            notes.append(f"info.box {kept!r} in the model file is not {BOX.describe()}; ignored")
+    if data:
+        return data_box([str(d) for d in data]), "data"
+    model = SketchRNN(hps)
+    model.load_state_dict(state_dict)
+    run = Run(model.eval(), hps, float(scale), hps.max_seq_len, [], 0, str(source))
+    return estimate_box(run), "estimated"
 
 
 # ---------------------------------------------------------------------------------------------------

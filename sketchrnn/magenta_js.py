@@ -4,7 +4,10 @@ A `.gen.json` file is a JSON array `[info, shapes, weights]` (read by magenta-js
 `sketch/src/sketch_rnn/model.ts`, `instantiateFromJSON`; written by the magenta-demos notebook
 `Sketch_RNN_TF_To_JS_Tutorial.ipynb`):
 
-- `info`: `{"mode": 2, "version": 6, "max_seq_len", "name", "scale_factor"}`.
+- `info`: `{"mode": 2, "version": 6, "max_seq_len", "name", "scale_factor"}`; `export` adds `"box"`, the
+  run's drawing box (sketchrnn.box), which `import` reads back. The runtimes ignore it: magenta-js's
+  `SketchRNN` reads `info.scale_factor` alone (`sketch/src/sketch_rnn/model.ts`, `setPixelFactor`),
+  and ml5.js hands the file to magenta-js without reading it.
 - `shapes`: the shape of each weight.
 - `weights`: five base64 strings of little-endian int16 `q`; the runtime reads `w = 10 * q / 32767`:
   0. output kernel `[H, 3 + 6M]`, 1. output bias `[3 + 6M]`,
@@ -149,8 +152,9 @@ class ExportSummary:
 
 
 def js_model(state_dict: dict, hps: HParams, scale_factor: float, name: str,
-             max_seq_len: int) -> tuple[list, dict]:
-    """The `[info, shapes, weights]` array and {"clipped", "max_error", "n_weights", "largest"}."""
+             max_seq_len: int, box: float | None = None) -> tuple[list, dict]:
+    """The `[info, shapes, weights]` array and {"clipped", "max_error", "n_weights", "largest"}.
+    `box` (the run's drawing box) goes into info as "box" when given."""
     if not (math.isfinite(scale_factor) and scale_factor > 0):
         raise ModelFormatError(f"the scale factor must be a finite number > 0, got {scale_factor}")
     arrays = js_weights(state_dict, hps)
@@ -165,6 +169,8 @@ def js_model(state_dict: dict, hps: HParams, scale_factor: float, name: str,
         strings.append(base64.b64encode(q.tobytes()).decode("ascii"))
     info = {"mode": INFO_MODE, "version": INFO_VERSION, "max_seq_len": int(max_seq_len), "name": name,
             "scale_factor": float(scale_factor)}
+    if box is not None:
+        info["box"] = float(box)
     stats = {"clipped": clipped, "max_error": max_error, "n_weights": int(sum(a.size for a in arrays)),
              "largest": largest}
     return [info, shapes, strings], stats
@@ -189,7 +195,7 @@ def export_js_model(run, path: str | os.PathLike, name: str | None = None,
         folder = os.path.dirname(os.path.abspath(run.path))
         name = (os.path.basename(folder) or "sketchrnn") + (f": {class_name}" if class_name is not None else "")
     sf = run.scale_factor if scale_factor is None else float(scale_factor)
-    obj, stats = js_model(state, hps, sf, name, run.max_len)
+    obj, stats = js_model(state, hps, sf, name, run.max_len, run.box)
     data = orjson.dumps(obj)
     with atomic_output(path) as f:
         f.write(data)
@@ -325,27 +331,11 @@ def check_page_folder(folder: str | os.PathLike, models: list[str] = ()) -> None
     check_ours(folder, PAGE_FILES + ("magentasketch.js", *models), PAGE_MARKER, option="--html")
 
 
-def dataset_size(data_files: list[str], sample: int = 2000) -> float:
-    """The box the run's drawings fill, in data units: convert's --size from the first dataset's metadata;
-    for a dataset without it, the median larger extent of its first `sample` train drawings; 255
-    (convert's default) when neither is known or the file is gone. A damaged file is refused (its error)."""
-    from sketchprep.dataset import load_dataset
+def dataset_size(data_files: list[str]) -> float:
+    """The box the drawings of `data_files` fill, in data units (`sketchrnn.box.data_box`)."""
+    from .box import data_box
 
-    for path in data_files[:1]:
-        if not os.path.isfile(path):   # the data moved: the default box (a damaged file is an error)
-            break
-        ds = load_dataset(path)        # checks meta.options.size (dataset.check_meta_options)
-        size = float(ds.meta.get("options", {}).get("size") or 0)
-        if size > 0:
-            return size
-        extents = []
-        for s in ds.splits.get("train", [])[:sample]:
-            xy = np.cumsum(np.asarray(s, dtype=np.float64)[:, :2], axis=0)
-            if len(xy):
-                extents.append(float((xy.max(0) - xy.min(0)).max()))
-        if extents and np.median(extents) > 0:
-            return float(np.median(extents))
-    return 255.0
+    return data_box(list(data_files))
 
 
 def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_factor: float | None = None,
@@ -371,7 +361,7 @@ def write_page(folder: str | os.PathLike, run, name: str | None = None, scale_fa
     check_page_folder(folder, [m["model"] for m in menu])
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
     script = "sketchrnn-lite.js" if runtime_js is None else "magentasketch.js"
-    config = {"model": menu[0]["model"] if menu else "model.gen.json", "size": dataset_size(run.data_files),
+    config = {"model": menu[0]["model"] if menu else "model.gen.json", "size": float(run.box),
               "runtime": "magenta" if runtime_js is not None else "lite", "seed": int(seed)}
     if menu:
         config["classes"] = menu

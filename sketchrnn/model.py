@@ -85,6 +85,7 @@ class HParams:
     # --- extensions (not in the reference) ---
     hyper_num_units: int = 256         # HyperLSTM: units of the hyper cell (reference constructor default)
     hyper_embedding_size: int = 32     # HyperLSTM: size of the hyper signals (reference constructor default)
+    warmup_steps: int = 0              # learning rate raised linearly over this many steps (train --init: 50)
     pad_to_batch: bool = False         # pad each batch to its own longest sketch instead of the dataset's
     precision: str = "fp32"            # "bf16": the RNNs and linear layers in bfloat16 (autocast), loss in fp32
     seed: int = 0                      # seeds initialisation, data order, augmentation and dropout
@@ -155,7 +156,7 @@ HPARAM_BOUNDS = {
     "dec_rnn_size": Bound(1, 16384, whole=True), "enc_rnn_size": Bound(1, 16384, whole=True),
     "z_size": Bound(1, 16384, whole=True), "hyper_num_units": Bound(1, 16384, whole=True),
     "hyper_embedding_size": Bound(1, 4096, whole=True), "num_mixture": Bound(1, 1024, whole=True),
-    "batch_size": limits.BATCH, "seed": limits.SEED,
+    "batch_size": limits.BATCH, "seed": limits.SEED, "warmup_steps": Bound(0, 10**9, whole=True),
     "kl_weight": Bound(0, 1000), "kl_weight_start": Bound(0, 1000), "kl_tolerance": Bound(0, 1000),
     "kl_decay_rate": Bound(0, 1, low_open=True), "decay_rate": Bound(0, 1, low_open=True),
     "learning_rate": Bound(0, 10, low_open=True), "min_learning_rate": Bound(0, 10),
@@ -204,9 +205,15 @@ def parse_value(key: str, raw: str):
         raise OptionError(f"--set {key}={value_text(raw)}: {key} must be {_TYPE_NAMES[want]}") from None
 
 
-def lr_at(hps: HParams, step: int) -> float:
-    """Learning rate of step `step` (counted from 0, read before the update; REFERENCE B.5)."""
-    return (hps.learning_rate - hps.min_learning_rate) * hps.decay_rate ** step + hps.min_learning_rate
+def lr_at(hps: HParams, step: int, warmup_start: int = 0) -> float:
+    """Learning rate of step `step` (counted from 0, read before the update; REFERENCE B.5), times
+    (step - warmup_start + 1) / warmup_steps for the warmup_steps steps from `warmup_start` (an
+    extension: the first steps of a fresh Adam on trained weights move every weight by the full rate)."""
+    lr = (hps.learning_rate - hps.min_learning_rate) * hps.decay_rate ** step + hps.min_learning_rate
+    done = step - warmup_start + 1
+    if hps.warmup_steps > 0 and done < hps.warmup_steps:
+        lr *= max(done, 1) / hps.warmup_steps
+    return lr
 
 
 def kl_weight_at(hps: HParams, step: int) -> float:

@@ -24,6 +24,7 @@ from sketchprep.dataset import load_dataset
 from sketchprep.errors import OptionError, SketchprepError
 from sketchprep.strokes import START_TOKEN
 
+from .box import DEFAULT_BOX, ESTIMATE_SAMPLES, ESTIMATE_TEMPERATURE, MIN_ESTIMATE_POINTS, dataset_box, median_extent
 from .checkpoint import Run, load_run  # noqa: F401  (load_run: callers import it from here)
 from .data import CLAMP_LIMIT, file_class, pad_batch
 from .model import HParams, mixture_params
@@ -188,6 +189,14 @@ def sample(run: Run, n: int = 16, temperature: float = 1.0, greedy: bool = False
     return decode(run, None, n, temperature, greedy, seed, max_steps, sigma_form, c=c)
 
 
+def require_encoder(run: Run, what: str) -> None:
+    """Refuse, in one line that says why, what needs an encoder on a decoder-only model."""
+    if not run.hps.conditional:
+        raise OptionError(f"{run.path}: {what} encodes drawings, and this model is decoder-only (conditional=false, "
+                          f"as the published .gen.json models are): it has no encoder. It can sample and complete; "
+                          f"train a conditional model (conditional=true) to {what}")
+
+
 @torch.no_grad()
 def encode(run: Run, sketches: list[np.ndarray], sampled: bool = False, seed: int = 0) -> torch.Tensor:
     """Stroke-3 sketches in data units (pixels) -> (N, z_size) latent codes: mu (default; the
@@ -221,21 +230,28 @@ def reconstruct(run: Run, sketch: np.ndarray, n: int = 1, temperature: float = 1
 
 @torch.no_grad()
 def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4, greedy: bool = False,
-             seed: int = 0, sigma_form: str = "code", max_steps: int | None = None, label: int | None = None
-             ) -> list[np.ndarray]:
+             seed: int = 0, sigma_form: str = "code", max_steps: int | None = None, label: int | None = None,
+             box: float | None = None) -> list[np.ndarray]:
     """Finish a partial drawing n times, in one batch, as sketch-rnn's "predict" demo does.
 
     prefix: (T, 3) stroke-3 in data units (its last row's p = 0 leaves the pen down: the model goes
-    on with that stroke). The prefix runs through the decoder once; its final state, copied n times,
-    starts the sampling. A conditional model is given z = the encoder's mu of the prefix (see
-    docs/browser.md); a class-conditional model, the embedding of class index `label`. Returns n stroke-3
-    float32 drawings, each the prefix followed by what the model added (at most max_steps points; default
-    the run's longest sketch + 1 - T, at least 1).
+    on with that stroke). box: the drawing box of the prefix's units (sketchrnn.box); the prefix is
+    scaled from it to the run's box before the model reads it, and what the model adds is scaled back
+    (None: the prefix is in the run's units). The prefix runs through the decoder once; its final
+    state, copied n times, starts the sampling. A conditional model is given z = the encoder's mu of
+    the prefix (see docs/browser.md); a class-conditional model, the embedding of class index `label`.
+    Returns n stroke-3 float32 drawings in the prefix's units, each the prefix followed by what the
+    model added (at most max_steps points; default the model's max_seq_len + 1 - T, at least 1).
     """
-    prefix = np.asarray(prefix, dtype=np.float32)
-    if prefix.ndim != 2 or prefix.shape[1] != 3 or len(prefix) == 0:
+    original = np.asarray(prefix, dtype=np.float32)
+    if original.ndim != 2 or original.shape[1] != 3 or len(original) == 0:
         raise OptionError("the prefix must be a non-empty stroke-3 drawing")
-    steps = max_steps if max_steps is not None else max(run.max_len + 1 - len(prefix), 1)
+    resize = 1.0 if box is None else float(run.box) / float(box)
+    if not (math.isfinite(resize) and resize > 0):
+        raise OptionError(f"the prefix's box must be a number > 0, got {box!r}")
+    prefix = original.copy()
+    prefix[:, :2] *= np.float32(resize)
+    steps = max_steps if max_steps is not None else max(run.hps.max_seq_len + 1 - len(prefix), 1)
     check_decode_size(run.hps, n, len(prefix) + steps)   # every completion holds a copy of the prefix
     dev = run.device
     norm = np.clip(prefix, -CLAMP_LIMIT, CLAMP_LIMIT)
@@ -246,7 +262,7 @@ def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4,
     rows[1:, 2] = 1.0 - rows[1:, 3]
     x = torch.from_numpy(rows).to(dev)[:, None]             # (T+1, 1, 5)
     c1 = class_vectors(run, [label] if label is not None else None)
-    z = encode(run, [prefix]) if run.hps.conditional else None
+    z = encode(run, [prefix]) if run.hps.conditional else None    # encode() takes data units of the run
     state = None
     if len(rows) > 2:                                      # the state after every prefix row but the last
         _, state = run.model.decoder(x[:-1], z, c=c1)
@@ -259,10 +275,23 @@ def complete(run: Run, prefix: np.ndarray, n: int = 8, temperature: float = 0.4,
     added = decode(run, zs, n, temperature, greedy, seed, steps, sigma_form, start=(state, prev), c=cs)
     out = []
     for a in added:
-        d = np.concatenate([prefix, a])
+        a[:, :2] /= np.float32(resize)
+        d = np.concatenate([original, a])
         d[-1, 2] = 1.0  # stroke-3: the pen lifts after the last point
         out.append(d)
     return out
+
+
+def estimate_box(run: Run, n: int | None = None, temperature: float | None = None, seed: int = 0,
+                 fallback: float = DEFAULT_BOX) -> float:
+    """The box of a model that came without data: the median larger extent of `n` of its own drawings
+    at `temperature` (in data units: the run's scale factor applies). Drawings of fewer than
+    MIN_ESTIMATE_POINTS points are left out; `fallback` when none is left (sketchrnn.box)."""
+    n = ESTIMATE_SAMPLES if n is None else n
+    temperature = ESTIMATE_TEMPERATURE if temperature is None else temperature
+    drawings = sample(run, n, temperature, seed=seed, max_steps=run.hps.max_seq_len)
+    found = median_extent([d for d in drawings if len(d) >= MIN_ESTIMATE_POINTS], limit=n)
+    return found if found is not None else fallback
 
 
 def lerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
@@ -445,3 +474,27 @@ def read_prefix(spec: str, default_file: str | None, keep: int | None = None) ->
     if keep is not None and keep < len(drawing):
         drawing, label = drawing[:keep].copy(), f"{label}[:{keep}]"
     return drawing, label
+
+
+def prefix_box(spec: str, default_file: str | None) -> float | None:
+    """The drawing box of the units `read_prefix` returns `spec` in (sketchrnn.box), for `complete`:
+    for an .svg or .ndjson file, the size convert's options give it (those of `default_file`'s metadata,
+    else convert's default 255; None when they keep source units, the run's own); for
+    `[FILE.npz:]SPLIT:INDEX`, FILE's box (None when it cannot be told)."""
+    from sketchprep.convert import ConvertOptions
+
+    if spec.lower().endswith(PREFIX_FILE_TYPES):
+        options = {}
+        if default_file and os.path.isfile(default_file):
+            try:
+                options = dict(load_dataset(default_file).meta.get("options") or {})
+            except (SketchprepError, OSError, ValueError):
+                options = {}
+        try:
+            size = (ConvertOptions.from_json(options) if options else ConvertOptions()).size
+        except (TypeError, ValueError):
+            size = ConvertOptions().size
+        return float(size) if size and size > 0 else None
+    parts = spec.rsplit(":", 2)
+    path = parts[0] if len(parts) == 3 else default_file
+    return dataset_box(path) if path else None

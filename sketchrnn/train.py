@@ -22,6 +22,12 @@ gradients (NCCL on CUDA, gloo on CPU).
 The code follows a run in order: `set_up` checks the inputs and builds what the loop needs (a `Setup`:
 data, batches, model, optimiser, the step to start from), `describe` says what will happen, and
 `run_loop` takes the steps, evaluates (`evaluate_and_save`, with `sketchrnn.evaluation`) and stops.
+
+Starting from another run (`init`, `train --init`): its weights and architecture, a fresh optimiser and
+step 0 (so the schedules start over), the data scaled to its drawing box (sketchrnn.box) and divided by
+its scale factor, so that the first step sees drawings of the size the model knows, and a fine-tuning
+learning rate warmed up linearly (`finetune_hparams`). A resumed run whose optimiser has no state (an
+imported model) is warmed up the same way from the step it resumes at.
 """
 from __future__ import annotations
 
@@ -44,8 +50,10 @@ from sketchprep.errors import OptionError
 from sketchprep.files import METRICS_BYTES, read_text
 from sketchprep.limits import parse_duration  # noqa: F401  (train's --max-time; importable from here too)
 
-from .checkpoint import (BEST, LATEST, SAMPLES_DIR, Run, TrainingError, check_data_unchanged, data_fingerprint,
-                         load_checkpoint, make_checkpoint, prepare_run_folder, save_checkpoint)
+from .box import data_box, dataset_box
+from .checkpoint import (BEST, LATEST, SAMPLES_DIR, Run, TrainingError, check_data_unchanged, checkpoint_box,
+                         data_fingerprint, find_checkpoint, load_checkpoint, make_checkpoint, prepare_run_folder,
+                         save_checkpoint)
 from .data import Batches, SketchData, class_shares, load_data
 from .devices import Dist, init_distributed, to_device
 from .evaluation import evaluate, step_seed
@@ -59,6 +67,15 @@ from .checkpoint import CHECKPOINT_FORMAT, model_from_checkpoint  # noqa: F401
 SAMPLE_TEMPERATURE = 0.4
 RECONSTRUCTED = 4       # fixed valid drawings reconstructed at every evaluation (conditional models)
 LOGGED_CLASSES = 8      # up to this many classes, the valid line names each class's recon cost (metrics: always)
+# `train --init` defaults: a tenth of the reference's learning rate, warmed up over 50 steps (measured on the
+# published cat model and a batch of sheep: a fresh Adam's first step at 1e-4 raised the batch's cost from
+# 0.553 to 0.637; warmed up, it fell from the first step, benchmarks/warmup.py, docs/pretrained.md)
+FINETUNE_LEARNING_RATE = 1e-4
+FINETUNE_WARMUP_STEPS = 50
+# what decides the weights' shapes: --init keeps these from the run it starts from
+ARCHITECTURE = ("conditional", "enc_model", "dec_model", "enc_rnn_size", "dec_rnn_size", "z_size", "num_mixture",
+                "hyper_num_units", "hyper_embedding_size", "class_conditional", "class_embedding_size",
+                "num_classes")
 
 
 @dataclass
@@ -66,6 +83,7 @@ class TrainOptions:
     """The keywords of `train` (its docstring says what each does)."""
 
     resume: bool = False
+    init: str | None = None           # a run folder or .pt to start from (train --init)
     allow_data_change: bool = False
     max_steps: int | None = None
     max_seconds: float | None = None
@@ -194,7 +212,9 @@ def train(data_paths: list[str], out_dir: str | os.PathLike, hps: HParams | None
     samples/).
 
     Options (keywords, the fields of `TrainOptions`): resume: continue from out_dir/latest.pt (its
-    hparams and data files; `data_paths` may be empty); allow_data_change: resume although a data
+    hparams and data files; `data_paths` may be empty); init: start from this run's weights (a run
+    folder's best.pt, else latest.pt, or a .pt file), see the module docstring; `hps` then defaults to
+    `finetune_hparams(init)` and must keep its architecture; allow_data_change: resume although a data
     file's content changed; max_steps: stop when this many steps are done in total (default:
     hps.num_steps); max_seconds: stop so that the run, its closing evaluation included, ends within
     this wall-clock budget, counted from `started` (a time.time() value; default: when `train` is
@@ -293,6 +313,11 @@ class Setup:
     start: int                       # steps done before this call
     stop_at: int                     # the step it runs to (num_steps or --max-steps), unless it stops sooner
     record: Record
+    box: float = 255.0               # the run's drawing box (sketchrnn.box)
+    resize_data: bool = False        # each data file scaled from its box to the run's (see set_up)
+    resized: list[float] = field(default_factory=list)  # per data file: what its offsets were multiplied by
+    warmup_start: int = 0            # the step the learning-rate warm-up counts from
+    init_from: str | None = None     # the checkpoint --init started from
 
     @property
     def scale_factor(self) -> float:
@@ -308,14 +333,35 @@ def set_up(data_paths: list[str], out: Path, hps: HParams | None, opts: TrainOpt
            dev: torch.device) -> Setup:
     """Check the run's inputs, load its data, build the model, the optimiser and (several processes) the
     DDP wrapper, then prepare the run folder: nothing is written before every check has passed."""
+    init, init_path = None, None
+    if opts.init is not None:
+        if opts.resume:
+            raise OptionError("--init starts a new run from another one; --resume continues this one: give one")
+        init_path = find_checkpoint(opts.init)
+        init = load_checkpoint(init_path)
+        hps = check_architecture(hps if hps is not None else finetune_hparams(init), init, opts.init)
     hps, data_paths, ckpt = resolve_inputs(data_paths, out, hps, opts.resume, opts.allow_data_change)
+    start_from = ckpt if ckpt is not None else init      # the weights, scale factor and box it continues
+    warmup_start = int(ckpt.get("warmup_start", 0)) if ckpt else 0
+    if ckpt is not None and not ckpt["optimizer"].get("state") and "warmup_start" not in ckpt:
+        # an imported model: a fresh Adam on trained weights, warmed up as --init is, from here
+        warmup_start = int(ckpt["step"])
+        hps = hps if hps.warmup_steps else hps.replace(warmup_steps=FINETUNE_WARMUP_STEPS)
+    box = checkpoint_box(start_from) if start_from is not None else data_box(data_paths)
+    # a run started from another model (--init, or an imported one) reads each file scaled from its box to
+    # the run's, and so does every resume of it; a run trained here from scratch reads its files as they are
+    resize_data = init is not None or bool(ckpt and ckpt.get("resize_data", "imported_from" in ckpt))
+    resized = [1.0] * len(data_paths)
+    if resize_data:
+        resized = [box / found if (found := dataset_box(p)) else 1.0 for p in data_paths]
     fingerprint = data_fingerprint(data_paths)
-    known = ckpt.get("classes") if ckpt and hps.class_conditional else None   # a run draws only its classes
-    data = load_training_data(data_paths, hps, ckpt["scale_factor"] if ckpt else None, classes=known)
-    if hps.class_conditional and not ckpt:
+    known = start_from.get("classes") if start_from and hps.class_conditional else None   # a run draws only its classes
+    data = load_training_data(data_paths, hps, start_from["scale_factor"] if start_from else None, resized,
+                              classes=known)
+    if hps.class_conditional and not start_from:
         hps = hps.replace(num_classes=len(data.classes))
     batches = make_batches(data, hps, dist.world)
-    model = build_model(hps, dev, opts.rnn_impl, ckpt["model"] if ckpt else None)
+    model = build_model(hps, dev, opts.rnn_impl, start_from["model"] if start_from else None)
     optimizer = build_optimizer(model, hps, ckpt["optimizer"] if ckpt else None)
     net = model
     if dist.world > 1:
@@ -327,7 +373,34 @@ def set_up(data_paths: list[str], out: Path, hps: HParams | None, opts: TrainOpt
     if dist.main:
         prepare_run_folder(out, hps, fresh=ckpt is None)
     return Setup(out, hps, dist, dev, data, batches, model, net, optimizer, fingerprint, ckpt is not None, start,
-                 stop_at, record)
+                 stop_at, record, box, resize_data, resized, warmup_start,
+                 ckpt.get("init_from") if ckpt else (os.path.abspath(init_path) if init_path else None))
+
+
+def finetune_hparams(init: dict) -> HParams:
+    """The hparams `train --init` starts from: the checkpoint `init`'s, with the fine-tuning learning
+    rate and warm-up (FINETUNE_LEARNING_RATE, FINETUNE_WARMUP_STEPS)."""
+    return HParams.from_dict(init["hparams"], source="the --init checkpoint").replace(
+        learning_rate=FINETUNE_LEARNING_RATE, warmup_steps=FINETUNE_WARMUP_STEPS)
+
+
+def init_hparams(path: str | os.PathLike) -> HParams:
+    """`finetune_hparams` of a run folder (its best.pt, else latest.pt) or .pt file, for the command
+    line to apply --preset and --set to."""
+    return finetune_hparams(load_checkpoint(find_checkpoint(path)))
+
+
+def check_architecture(hps: HParams, init: dict, label: str) -> HParams:
+    """`hps` when it keeps the architecture of the checkpoint `init` (ARCHITECTURE), else an OptionError
+    naming what would change."""
+    theirs = init["hparams"]
+    changed = [f"{k} ({theirs.get(k)!r} there, {getattr(hps, k)!r} given)" for k in ARCHITECTURE
+               if k in theirs and theirs[k] != getattr(hps, k)]
+    if changed:
+        raise OptionError(f"--init {label}: the run keeps its architecture, and --preset/--set would change "
+                          f"{', '.join(changed)}. Set only what does not change the weights' shapes (learning_rate, "
+                          f"warmup_steps, batch_size, max_seq_len, dropout, ...)")
+    return hps
 
 
 def resolve_inputs(data_paths: list[str], out: Path, hps: HParams | None, resume: bool,
@@ -366,10 +439,12 @@ def resolve_inputs(data_paths: list[str], out: Path, hps: HParams | None, resume
 
 
 def load_training_data(data_paths: list[str], hps: HParams, scale_factor: float | None = None,
-                       classes: list[str] | None = None) -> SketchData:
-    """The run's splits, normalised by `scale_factor` (default: computed from the train split); `classes`
-    (a resumed class-conditional run's) refuses drawings of any other class."""
-    data = load_data([str(p) for p in data_paths], hps.max_seq_len, scale_factor=scale_factor, classes=classes)
+                       resize: list[float] | float = 1.0, classes: list[str] | None = None) -> SketchData:
+    """The run's splits, each file's offsets times `resize` (to the run's box), normalised by
+    `scale_factor` (default: computed from the train split); `classes` (a resumed or --init
+    class-conditional run's) refuses drawings of any other class."""
+    data = load_data([str(p) for p in data_paths], hps.max_seq_len, scale_factor=scale_factor, classes=classes,
+                     resize=resize)
     for name in ("valid", "test"):
         if len(data.splits[name]) == 0:
             raise OptionError(f"the {name} split is empty; training needs train, valid and test sketches")
@@ -418,9 +493,13 @@ def describe(run: Setup, opts: TrainOptions) -> list[str]:
     max_steps, max_seconds = opts.max_steps, opts.max_seconds
     to_go = run.stop_at - run.start
     why = "--max-steps" if max_steps is not None and max_steps < hps.num_steps else "num_steps"
+    scaled = [f"{os.path.basename(f)} x {r:.4g}" for f, r in zip(data.files, run.resized) if r != 1.0]
+    warm = (f" warmed up over {hps.warmup_steps} steps" + (f" from step {run.warmup_start}" if run.warmup_start else "")
+            if hps.warmup_steps and run.start < run.warmup_start + hps.warmup_steps else "")
     return [
         f"data: {', '.join(data.files)}: train {len(data.splits['train'])}, valid {len(data.splits['valid'])}, "
-        f"test {len(data.splits['test'])}; longest {data.max_len} rows; scale factor {data.scale_factor:.4f}"
+        f"test {len(data.splits['test'])}; longest {data.max_len} rows; scale factor {data.scale_factor:.4f}; "
+        f"box {run.box:.0f}" + (f" (scaled to it: {', '.join(scaled)})" if scaled else "")
         + (f"; dropped (longer than max_seq_len={hps.max_seq_len}): {data.dropped}" if any(data.dropped.values())
            else ""),
         f"model: {hps.enc_model}/{hps.dec_model}, enc {hps.enc_rnn_size}, dec {hps.dec_rnn_size}, z {hps.z_size}, "
@@ -429,9 +508,12 @@ def describe(run: Setup, opts: TrainOptions) -> list[str]:
         + f"; {run.n_params:,} parameters; "
         f"device {dev}" + (f" x {dist.world} processes" if dist.world > 1 else "")
         + (f", {torch.get_num_threads()} thread(s)" if dev.type == "cpu" else "")
-        + (f"; resuming at step {run.start}" if run.resumed else ""),
+        + (f"; resuming at step {run.start}" if run.resumed else "")
+        + (f"; starting from {run.init_from}" if run.init_from and not run.resumed else ""),
         *_class_lines(data, hps),
-        f"plan: {to_go:,} steps (to step {run.stop_at:,}, {why})"
+        f"plan: {to_go:,} steps (to step {run.stop_at:,}, {why}); "
+        f"learning rate {lr_at(hps.replace(warmup_steps=0), run.start):.3g}"
+        f"{warm}"
         + (f" or {format_duration(max_seconds)} (--max-time), whichever comes first" if max_seconds else "")
         + f"; an evaluation every {hps.save_every:,} steps"
         + ("; that is the reference's 'keep large' num_steps: set --max-steps or --max-time, or stop with "
@@ -478,7 +560,7 @@ def run_loop(run: Setup, opts: TrainOptions, say: Callable[[str], None], stop_si
     try:
         while step < run.stop_at:
             t_step = time.perf_counter()
-            lr, kl_w = lr_at(hps, step), kl_weight_at(hps, step)
+            lr, kl_w = lr_at(hps, step, run.warmup_start), kl_weight_at(hps, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = run.batches["train"].random_batch(step, dist.rank, dist.world)
@@ -552,7 +634,7 @@ def evaluate_and_save(run: Setup, done: int, kl_w: float, metrics: MetricsLog, s
         save_checkpoint(run.out / LATEST, _checkpoint(run, done))
     if samples and dist.main:
         grid_run = Run(model, hps, run.scale_factor, run.data.max_len, list(run.data.files), done, str(run.out),
-                       classes=list(run.data.classes))
+                       classes=list(run.data.classes), box=run.box)
         for tag, path in write_progress_grids(grid_run, run.out / SAMPLES_DIR, done, samples, [d for d, _ in fixed],
                                               SAMPLE_TEMPERATURE, hps.seed, fixed_labels=[c for _, c in fixed]):
             metrics.image(tag, path, done)
@@ -569,7 +651,8 @@ def _checkpoint(run: Setup, step_done: int) -> dict:
                            max_len=run.data.max_len, step=step_done, best_valid_cost=run.record.best,
                            best_step=run.record.best_step, evals_since_best=run.record.since_best,
                            world_size=run.dist.world, data_files=run.data.files, data_fingerprint=run.fingerprint,
-                           classes=run.data.classes)
+                           classes=run.data.classes, box=run.box, resize_data=run.resize_data,
+                           warmup_start=run.warmup_start, init_from=run.init_from)
 
 
 def _fixed_drawings(data: SketchData) -> list[tuple[np.ndarray, int]]:

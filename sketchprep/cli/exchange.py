@@ -21,9 +21,14 @@ from .export_data import DATA_OPTIONS, data_options, export_data, given_options,
 @click.option("--data", "data", multiple=True, metavar="DATA.npz",
               help="The data set(s) the model was trained on: the scale factor is computed from the train "
                    "split as training does, and the run remembers the files (repeatable).")
+@click.option("--size", "size", type=bounded(limits.BOX), default=None, metavar="S",
+              show_default="the model file's info.box, else from --data, else estimated",
+              help="The drawing box of the data the model was trained on: the larger extent of its drawings, in "
+                   "data units (255 for drawings made by convert at its default size). Without it, a model with no "
+                   "--data gets the median extent of 200 of its own drawings (docs/pretrained.md).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @handle_errors
-def import_(source, out_dir, scale_factor, data, overwrite):
+def import_(source, out_dir, scale_factor, data, size, overwrite):
     """Turn a Magenta sketch-rnn model into a run folder that sample, interpolate, complete, export and
     `train --resume` take.
 
@@ -34,23 +39,30 @@ def import_(source, out_dir, scale_factor, data, overwrite):
         it (vector-N or its .index file), read without TensorFlow;
       a sketch-rnn-js / @magenta/sketch model (.json).
 
-    Weights, hparams, the training step and Adam's state are carried over (docs/magenta.md).
+    Weights, hparams, the training step and Adam's state are carried over (docs/magenta.md). The run
+    also gets its drawing box, the size of the drawings the model knows: complete, evaluate, export
+    --html and train --init scale drawings to it (docs/pretrained.md).
 
     \b
     Examples:
       sketchprep import aaron_sheep/lstm --out runs/sheep --data aaron_sheep.npz
-      sketchprep import sheep.gen.json --out runs/sheep_js
+      sketchprep import cat.gen.json --out runs/cat
+      sketchprep import sheep.gen.json --out runs/sheep_js --size 255
     """
     need_torch()
     from sketchrnn.magenta import import_model
 
     if scale_factor is not None and data:
         raise click.UsageError("give --scale-factor or --data, not both")
+    import torch
+
     from ..outputs import check_outside_runs, folder_lock
 
     check_outside_runs(out_dir, [source], option="--out")
+    torch.set_num_threads(1)   # estimating the box samples small batches: more threads only wait on each other
     with folder_lock(out_dir, "run folder"):  # not while `train` or another import writes there
-        r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite)
+        r = import_model(source, out_dir, scale_factor=scale_factor, data=list(data), overwrite=overwrite,
+                         size=size)
     for note in r.notes:
         click.echo(f"warning: {note}", err=True)
     h = r.hps
@@ -59,9 +71,11 @@ def import_(source, out_dir, scale_factor, data, overwrite):
     kind = "Magenta TensorFlow checkpoint" if r.kind == "magenta-tf" else "sketch-rnn-js model"
     scale_from = {"option": "--scale-factor", "data": "from --data", "model": "from the model",
                   "default": "default"}[r.scale_source]
+    box_from = {"option": "--size", "model": "from the model file", "data": "from --data",
+                "estimated": "estimated from 200 of its drawings; --size S sets it"}[r.box_source]
     click.echo(f"wrote {r.checkpoint}: {kind} {source} ({arch}, M {h.num_mixture}; {r.n_params:,} parameters; "
                f"step {r.step}; Adam state {'kept' if r.optimizer else 'fresh'}; scale factor {r.scale_factor:.6g} "
-               f"({scale_from}))")
+               f"({scale_from}); box {r.box:.0f} ({box_from}))")
 
 
 @main.command(context_settings={"show_default": True})
@@ -160,7 +174,7 @@ def export(run_path, output, html_dir, name, scale, runtime_js, checkpoint, clas
         where = f"{html_dir}/ (index.html with a menu of {len(run.classes)} classes, model-N.gen.json each)"
     click.echo(f"wrote {where}: {s.info['name']!r}, {run.hps.dec_rnn_size} lstm units, {s.n_weights:,} weights "
                f"as int16 ({s.bytes / 1024:.0f} KiB), scale_factor {s.info['scale_factor']:.6g}; "
-               f"{s.clipped} clipped at +-10, largest rounding error {s.max_error:.2g} "
+               f"box {run.box:.0f}; {s.clipped} clipped at +-10, largest rounding error {s.max_error:.2g} "
                f"(largest weight {s.largest:.3g}) from {run.path} (step {run.step})")
     if html_dir is not None:
         click.echo(f"serve it with: python -m http.server -d {html_dir} 8000   (then open http://127.0.0.1:8000)")
@@ -185,8 +199,11 @@ def complete(run_path, prefix, keep, output, count, temperature, class_names, gr
     """Finish a partial drawing n times, as sketch-rnn's "predict" demo does.
 
     The prefix runs through the decoder, then the model draws on from there, n times in one batch,
-    until each completion ends. A conditional model decodes with z = the encoder's mu of the prefix
-    (docs/browser.md says why); a class-conditional model as the --class given.
+    until each completion ends (at most the model's max_seq_len points in all). The prefix is scaled
+    from its box (its data set's, or 255 for an .svg or .ndjson file) to the run's box before the model
+    reads it, and the completions are written back at the prefix's size. A conditional model decodes
+    with z = the encoder's mu of the prefix (docs/browser.md says why); a class-conditional model as the
+    --class given.
 
     \b
     Examples:
@@ -197,7 +214,7 @@ def complete(run_path, prefix, keep, output, count, temperature, class_names, gr
     """
     need_torch()
     from sketchrnn.sample import complete as run_complete
-    from sketchrnn.sample import load_run, read_prefix
+    from sketchrnn.sample import load_run, prefix_box, read_prefix
 
     inputs = [run_path] + ([prefix] if os.path.isfile(prefix) else [prefix.rsplit(":", 2)[0]])
     check_drawings_output(output, inputs, run=run_path)
@@ -210,10 +227,12 @@ def complete(run_path, prefix, keep, output, count, temperature, class_names, gr
                                f"classes: {', '.join(run.classes[:30])}{' ...' if len(run.classes) > 30 else ''})")
     indices = [run.class_index(name) for name in class_names] or [None]
     check_drawings_output(output, run.data_files[:1])  # the dataset a SPLIT:INDEX prefix is read from
-    drawing, label = read_prefix(prefix, run.data_files[0] if run.data_files else None, keep)
+    default = run.data_files[0] if run.data_files else None
+    drawing, label = read_prefix(prefix, default, keep)
+    box = prefix_box(prefix, default)
     drawings, shown, labels = [], [], []
     for k in indices:
-        done = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form, label=k)
+        done = run_complete(run, drawing, count, temperature, greedy, seed, sigma_form, label=k, box=box)
         drawings += done
         shown += [drawing] + done
         labels += [label + (f" ({run.classes[k]})" if k is not None else "")] + [""] * count
@@ -221,9 +240,12 @@ def complete(run_path, prefix, keep, output, count, temperature, class_names, gr
         shown, labels = drawings, None
     write_drawings(run, shown, output, columns or (count + 1 if class_names else None), labels,
                     {"temperature": temperature, "greedy": greedy, "seed": seed, "sigma_form": sigma_form,
-                     "prefix": prefix, "keep": keep, "prefix_points": len(drawing)},
+                     "prefix": prefix, "keep": keep, "prefix_points": len(drawing),
+                     "box": box if box is not None else run.box},
                     [run.classes[k] for k in indices for _ in range(count)] if class_names else None)
     added = [len(d) - len(drawing) for d in drawings]
     classes = f" as {', '.join(class_names)}" if class_names else ""
+    scaled = f"; the prefix's box {box:.0f} scaled to the run's {run.box:.0f} and back" \
+        if box is not None and box != run.box else ""
     click.echo(f"wrote {output}: {len(drawings)} completions of {label} ({len(drawing)} points){classes} adding "
-               f"{min(added)}-{max(added)} points, from {run.path} (step {run.step})")
+               f"{min(added)}-{max(added)} points, from {run.path} (step {run.step}){scaled}")

@@ -54,6 +54,10 @@ def _list_presets(ctx, param, value):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override one hparam (repeatable), typed by its field: --set dec_model=layer_norm.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from latest.pt (its hparams and data).")
+@click.option("--init", "init", default=None, metavar="OTHER_RUN", type=click.Path(exists=True),
+              help="Start from another run's (or an imported model's) weights: its architecture, box and scale "
+                   "factor, a fresh optimiser from step 0, learning_rate 1e-4 warmed up over warmup_steps=50 "
+                   "(--set changes them; nothing that changes the architecture). See docs/pretrained.md.")
 @click.option("--overwrite", is_flag=True, help="Start over in an --out that already holds a run.")
 @click.option("--allow-data-change", is_flag=True,
               help="With --resume: continue although the data files differ from those the run was trained on.")
@@ -79,8 +83,8 @@ def _list_presets(ctx, param, value):
 @click.option("--log-every", type=bounded(limits.STEPS), default=20, help="Steps between log lines.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no log lines.")
 @handle_errors
-def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max_steps, max_time, patience, n_samples,
-          device, rnn_impl, threads, log_every, quiet):
+def train(data, out_dir, preset, sets, resume, init, overwrite, allow_data_change, max_steps, max_time, patience,
+          n_samples, device, rnn_impl, threads, log_every, quiet):
     """Train sketch-rnn on one or more .npz datasets (concatenated per split).
 
     Start with a preset (seconds per step measured with 1 thread on a shared 2-core machine): tiny (a smoke run in seconds, 0.022 s/step), cpu (a model that learns in about an hour on a CPU, 1.6 s/step on aaron_sheep), small_dataset (layer norm, 14 s/step) or reference (Magenta's defaults, 27 s/step; also what runs without --preset: 10,000,000 steps, so give --max-steps or --max-time).
@@ -94,6 +98,7 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
       sketchprep train sheep.npz --out ln --preset small_dataset --max-time 8h
       sketchprep train cat.npz dog.npz --out pets --preset cpu --set z_size=128
       sketchprep train --out runs/sheep --resume --max-steps 20000
+      sketchprep train mine.npz --out runs/mine --init runs/cat --max-steps 2000
     """
     need_torch()
     import signal
@@ -102,7 +107,7 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
 
     from sketchrnn.model import HParams
     from sketchrnn.presets import read_preset
-    from sketchrnn.train import parse_duration, train as run_train
+    from sketchrnn.train import init_hparams, parse_duration, train as run_train
 
     data = expand_data(data)
     if threads:
@@ -111,15 +116,26 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
         raise click.UsageError("--resume and --overwrite exclude each other")
     if allow_data_change and not resume:
         raise click.UsageError("--allow-data-change goes with --resume")
+    if init is not None and resume:
+        raise click.UsageError("--init starts a new run from another one and --resume continues this one: give one")
     max_seconds = parse_duration(max_time) if max_time is not None else None
     hps = None
-    if preset or sets:
+    if init is not None:       # the other run's hparams (architecture and all), then --preset and --set on top
+        hps = init_hparams(init)
+        if preset:
+            hps = HParams.from_dict({**hps.to_dict(), **read_preset(preset)}, source=f"--preset {preset}")
+        hps = hps.with_overrides(list(sets))
+    elif preset or sets:
         if resume:
             raise click.UsageError("--resume continues with the run's own hparams: drop --preset and --set")
         hps = HParams()
         if preset:
             hps = HParams.from_dict(read_preset(preset), source=f"--preset {preset}")
         hps = hps.with_overrides(list(sets))
+    if init is not None:  # --overwrite must not remove the run it starts from
+        from ..outputs import check_outside_runs
+
+        check_outside_runs(out_dir, [init], option="--out")
     worker = int(os.environ.get("RANK", "0")) != 0      # under torchrun only rank 0 talks and writes
     if not worker:  # the run folder's lock, held from before --overwrite removes anything until the command ends
         from ..outputs import folder_lock
@@ -141,7 +157,7 @@ def train(data, out_dir, preset, sets, resume, overwrite, allow_data_change, max
         def show_speed(step, info):
             bar.set_postfix_str(f"{info['seconds']:.2f} s/step", refresh=False)
 
-        result = run_train(data, out_dir, hps, resume=resume, allow_data_change=allow_data_change,
+        result = run_train(data, out_dir, hps, resume=resume, init=init, allow_data_change=allow_data_change,
                            max_steps=max_steps, max_seconds=max_seconds, device=device, rnn_impl=rnn_impl,
                            patience=patience, samples=n_samples, log_every=log_every, log=log, progress=bar.update,
                            on_step=None if bar.disable else show_speed, started=_process_start())
@@ -191,7 +207,8 @@ def sample(run_path, output, count, temperature, condition, class_names, greedy,
       sketchprep sample runs/pets -o pets.png --class cat --class dog -n 8
     """
     need_torch()
-    from sketchrnn.sample import (empty_note, load_run, read_labelled_drawing, reconstruct, row_labels,
+    from sketchrnn.sample import (empty_note, load_run, read_labelled_drawing, reconstruct, require_encoder,
+                                  row_labels,
                                   sample as run_sample)
 
     check_drawings_output(output, run=run_path)
@@ -204,6 +221,7 @@ def sample(run_path, output, count, temperature, condition, class_names, greedy,
         raise click.UsageError("--reconstruct takes one --class (default: the drawing's own)")
     labels, classes = None, None
     if condition:
+        require_encoder(run, "reconstruct (--reconstruct)")
         original, label, own = read_labelled_drawing(condition, run.data_files[0] if run.data_files else None)
         klass = None
         if run.hps.class_conditional:
@@ -261,7 +279,8 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
       sketchprep interpolate runs/pets cat.npz:test:3 dog.npz:test:5 -o m.png
     """
     need_torch()
-    from sketchrnn.sample import empty_note, interpolate as run_interpolate, load_run, read_labelled_drawing
+    from sketchrnn.sample import (empty_note, interpolate as run_interpolate, load_run, read_labelled_drawing,
+                                  require_encoder)
 
     if len(class_names) not in (0, 2):
         raise click.UsageError("--class goes twice (A's class, then B's) or not at all (each drawing's own)")
@@ -270,6 +289,7 @@ def interpolate(run_path, first, second, output, steps, temperature, lerp, show_
     if class_names and not run.hps.class_conditional:
         raise click.UsageError("--class: this model does not read the class (it was trained without "
                                "class_conditional=true)")
+    require_encoder(run, "interpolate")
     default = run.data_files[0] if run.data_files else None
     (a, label_a, own_a), (b, label_b, own_b) = read_labelled_drawing(first, default), read_labelled_drawing(second,
                                                                                                            default)
@@ -322,3 +342,67 @@ def plot(run_path, output, title):
     result = plot_curves(run_path, output, title)
     best = f"; best valid cost {result.best_cost:.4f} at step {result.best_step}" if result.best_step else ""
     click.echo(f"wrote {output}: {result.train_points} train and {result.valid_points} valid points{best}")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("run_path", metavar="RUN", type=click.Path(exists=True))
+@click.argument("data", nargs=-1, required=True, metavar="DATA.npz...")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "valid", "test"]),
+              help="A split to score (repeatable).  [default: every split the files hold]")
+@click.option("--batch-size", type=bounded(limits.BATCH), default=None, show_default="the run's batch_size",
+              help="Drawings per batch (the run's own reproduces its training evaluations exactly).")
+@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best",
+              help="Which checkpoint of a run folder to score.")
+@click.option("--device", type=Checked("sketchprep.limits:check_device"), default="cpu", help="cpu, cuda, cuda:N or auto.")
+@click.option("--threads", type=bounded(limits.THREADS), default=1, help="CPU threads for torch; 0 = torch's default.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object keyed by split name.")
+@handle_errors
+def evaluate(run_path, data, splits, batch_size, checkpoint, device, threads, as_json):
+    """Score a run on data sets: the paper's reconstruction loss Lr (and Lkl), and the negative
+    log-likelihood per point, which compares models of any size and scale.
+
+    \b
+    Per split of the DATA files (concatenated per split; each scaled from its
+    own drawing box to the run's):
+      lr             the paper's Lr, as train computes its valid and test costs
+                     (model units: it depends on the run's scale factor)
+      lkl            the KL term of a conditional model (null when decoder-only)
+      nll_per_point  nats per point (offsets and pen states), lengths in pixels
+                     of a 255 box: the same for the same drawings at any stored
+                     size, comparable across runs (an upper bound, the ELBO, for
+                     a conditional model)
+      n              the drawings counted (longer than max_seq_len: left out)
+
+    RUN: a `train --out` or `import --out` folder, or a .pt file. See docs/pretrained.md.
+
+    \b
+    Examples:
+      sketchprep evaluate runs/cat cat.npz --split test
+      sketchprep evaluate runs/sheep aaron_sheep.npz --json
+    """
+    need_torch()
+    import json
+
+    import torch
+
+    from sketchrnn.evaluation import evaluate_run
+    from sketchrnn.sample import load_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    data = expand_data(data)
+    for path in data:
+        if not os.path.exists(path):  # a FIFO or a device: the dataset loader refuses it by name
+            raise click.UsageError(f"no such data file: {path}")
+    run = load_run(run_path, device, checkpoint)
+    scores = evaluate_run(run, data, list(splits) or None, batch_size)
+    if as_json:
+        click.echo(json.dumps({name: {"lr": s.lr, "lkl": s.lkl, "nll_per_point": s.nll_per_point, "n": s.n}
+                               for name, s in scores.items()}))
+        return
+    click.echo(f"{run.path} (step {run.step}; box {run.box:.0f}, scale factor {run.scale_factor:.4g}) on "
+               f"{', '.join(data)}:")
+    for name, s in scores.items():
+        lkl = f"{s.lkl:.4f}" if s.lkl is not None else "-"
+        click.echo(f"  {name:5}  lr {s.lr:.4f}  lkl {lkl}  nll_per_point {s.nll_per_point:.4f}  n {s.n}"
+                   + (f" ({s.dropped} longer than max_seq_len={run.hps.max_seq_len} left out)" if s.dropped else ""))
