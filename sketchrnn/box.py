@@ -47,10 +47,15 @@ def dataset_box(path: str | os.PathLike, sample: int = 2000) -> float | None:
     extent of its first `sample` train drawings (valid, then test, when it has no train split).
     None when the file is gone (the data moved) or holds no drawing; a damaged file is refused (the
     loader's error, as for any data file)."""
-    from sketchprep.dataset import load_dataset
+    from sketchprep.dataset import load_dataset, read_meta, read_npz
 
     if not os.path.isfile(path):
         return None
+    meta_array = read_npz(str(path), keys=["meta"]).get("meta")   # convert's --size, without reading a sketch
+    if meta_array is not None:
+        meta, problem = read_meta(meta_array)
+        if problem is None and (meta.get("options", {}).get("size") or 0) > 0:
+            return float(meta["options"]["size"])
     ds = load_dataset(str(path))       # checks meta.options.size (dataset.check_meta_options)
     size = ds.meta.get("options", {}).get("size") or 0
     if size > 0:
