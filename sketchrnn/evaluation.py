@@ -44,7 +44,7 @@ def evaluate(model: SketchRNN, batches: Batches, kl_weight: float, device: torch
     model.eval()
     sums = [0.0] * 8
     k = len(classes) if classes else 0
-    per_class = np.zeros((3, k))                          # r_cost and kl summed, sketches counted
+    per_class = np.zeros((5, k))                          # r_cost, kl summed, sketches counted, nll, points
     gen = torch.Generator(device=device).manual_seed(step_seed(seed, 0, dist.rank, 99))
     # a twin generator draws the same z for point_nll without moving the costs' stream
     twin = torch.Generator(device=device).manual_seed(step_seed(seed, 0, dist.rank, 99)) if nll else None
@@ -60,17 +60,23 @@ def evaluate(model: SketchRNN, batches: Batches, kl_weight: float, device: torch
                 np.add.at(per_class[row], batch.labels, values.double().cpu().numpy())
             np.add.at(per_class[2], batch.labels, 1.0)
         if nll:
-            sums[6] += point_nll(model, x, lengths, nll_unit, twin, torch.from_numpy(batch.labels))
+            each = sketch_nll(model, x, lengths, nll_unit, twin, torch.from_numpy(batch.labels)).numpy()
+            sums[6] += float(each.sum())
             sums[7] += float(lengths.sum())
+            if k:
+                np.add.at(per_class[3], batch.labels, each)
+                np.add.at(per_class[4], batch.labels, lengths.numpy().astype(np.float64))
     sums = dist.all_sum(sums, device)
     model.train(was_training)
     n = max(sums[5], 1.0)
     out = {"cost": sums[0] / n, "r_cost": sums[1] / n, "kl": sums[2] / n, "offset": sums[3] / n,
            "pen": sums[4] / n, "n": int(sums[5])}
     if k:
-        per_class = np.array(dist.all_sum(per_class.ravel().tolist(), device)).reshape(3, k)
+        per_class = np.array(dist.all_sum(per_class.ravel().tolist(), device)).reshape(5, k)
         out["by_class"] = {name: {"r_cost": per_class[0, i] / per_class[2, i], "kl": per_class[1, i] / per_class[2, i],
-                                  "n": int(per_class[2, i])} for i, name in enumerate(classes) if per_class[2, i] > 0}
+                                  "n": int(per_class[2, i]),
+                                  **({"nll": per_class[3, i], "points": int(per_class[4, i])} if nll else {})}
+                           for i, name in enumerate(classes) if per_class[2, i] > 0}
     if nll:
         out.update(nll=sums[6], points=int(sums[7]))
     return out
@@ -93,7 +99,14 @@ NLL_FLOOR = 1e-6
 @torch.no_grad()
 def point_nll(model: SketchRNN, strokes5: torch.Tensor, lengths: torch.Tensor, unit: float = 0.0,
               generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> float:
-    """The negative log-likelihood, in nats, of a batch of drawings, summed.
+    """The negative log-likelihood, in nats, of a batch of drawings, summed (`sketch_nll`)."""
+    return float(sketch_nll(model, strokes5, lengths, unit, generator, labels).sum())
+
+
+@torch.no_grad()
+def sketch_nll(model: SketchRNN, strokes5: torch.Tensor, lengths: torch.Tensor, unit: float = 0.0,
+               generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The negative log-likelihood, in nats, of each drawing of a batch: (B,) float64.
 
     strokes5: (B, T+1, 5) as `SketchRNN.forward` takes it (S0 first, at least one end row after each
     drawing); lengths: (B,) points per drawing. unit: log of the model units in one unit of length of
@@ -109,7 +122,7 @@ def point_nll(model: SketchRNN, strokes5: torch.Tensor, lengths: torch.Tensor, u
     c = model.decoder.class_vectors(labels.to(strokes5.device)) if hps.class_conditional else None
     xs = strokes5.transpose(0, 1)                                        # (T+1, B, 5)
     target = xs[1:]                                                      # (T, B, 5)
-    z, kl_total = None, 0.0
+    z, kl_per_sketch = None, 0.0
     low = torch.autocast(strokes5.device.type, dtype=torch.bfloat16, enabled=hps.precision == "bf16")
     if hps.conditional:
         with low:
@@ -117,7 +130,7 @@ def point_nll(model: SketchRNN, strokes5: torch.Tensor, lengths: torch.Tensor, u
         mu, presig = mu.float(), presig.float()
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(presig / 2.0) * eps
-        kl_total = float((-0.5 * (1.0 + presig - mu * mu - torch.exp(presig))).sum())
+        kl_per_sketch = (-0.5 * (1.0 + presig - mu * mu - torch.exp(presig))).sum(-1).double()
     with low:
         out, _ = model.decoder(xs[:-1], z, c=c)
     p = mixture_params(out.float())
@@ -126,7 +139,8 @@ def point_nll(model: SketchRNN, strokes5: torch.Tensor, lengths: torch.Tensor, u
     log_mix = torch.logsumexp(p.log_pi + bivariate_normal_log_density(target[..., 0], target[..., 1], p), -1)
     log_mix = torch.logaddexp(log_mix + 2.0 * unit, torch.full_like(log_mix, math.log(NLL_FLOOR)))
     log_pen = (target[..., 2:] * F.log_softmax(p.pen_logits, -1)).sum(-1)
-    return float(-(log_mix * (rows < n)).sum() - (log_pen * (rows <= n)).sum()) + kl_total
+    nll = -(log_mix * (rows < n)).double().sum(0) - (log_pen * (rows <= n)).double().sum(0)
+    return (nll + kl_per_sketch).cpu()
 
 
 def unit_log_jacobian(run_box: float, scale_factor: float) -> float:
@@ -145,10 +159,12 @@ class SplitScore:
     n: int                      # drawings counted
     points: int                 # their points
     dropped: int                # drawings longer than the model's max_seq_len, not counted
+    by_class: dict[str, dict] | None = None   # data of several classes: class name -> {lr, lkl, nll_per_point, n}
 
     def to_dict(self) -> dict:
         return {"lr": self.lr, "lkl": self.lkl, "nll_per_point": self.nll_per_point, "n": self.n,
-                "points": self.points, "dropped": self.dropped}
+                "points": self.points, "dropped": self.dropped,
+                **({"by_class": self.by_class} if self.by_class is not None else {})}
 
 
 def evaluate_run(run, data_paths: list[str], splits: list[str] | None = None, batch_size: int | None = None,
@@ -191,8 +207,13 @@ def evaluate_run(run, data_paths: list[str], splits: list[str] | None = None, ba
                                   f"most max_seq_len={hps.max_seq_len} points")
             continue
         batches = Batches(split, batch_size, data.target_steps, hps.pad_to_batch)
-        v = evaluate(run.model, batches, kl_weight_at(hps, max(run.step - 1, 0)), dev, seed=hps.seed, nll_unit=log_k)
+        classes = list(data.classes) if len(data.classes) > 1 else None
+        v = evaluate(run.model, batches, kl_weight_at(hps, max(run.step - 1, 0)), dev, seed=hps.seed,
+                     classes=classes, nll_unit=log_k)
         nll = v["nll"] / max(v["points"], 1)
+        by_class = None if classes is None or len(v["by_class"]) < 2 else {   # classes with a drawing here
+            c: {"lr": m["r_cost"], "lkl": m["kl"] if hps.conditional else None,
+                "nll_per_point": m["nll"] / max(m["points"], 1), "n": m["n"]} for c, m in v["by_class"].items()}
         out[name] = SplitScore(v["r_cost"], v["kl"] if hps.conditional else None, nll, v["n"], v["points"],
-                               data.dropped.get(name, 0))
+                               data.dropped.get(name, 0), by_class)
     return out

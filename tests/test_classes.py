@@ -274,6 +274,31 @@ def test_evaluate_by_class_splits_the_costs(tmp_path):
     assert parts["cat"]["r_cost"] != pytest.approx(parts["owl"]["r_cost"], rel=1e-3)
 
 
+def test_evaluate_command_scores_each_class(tmp_path):
+    """`evaluate` on data of several classes adds each class's lr, lkl and nll_per_point; their means weighted
+    by the drawings (and, for nll_per_point, by the points) are the split's."""
+    pets = labelled(tmp_path / "pets.npz", ["cat", "dog"], [16, 16])
+    run = tmp_path / "run"
+    sets = sum((["--set", f"{k}={v}"] for k, v in {**TINY, "class_conditional": "true"}.items()), [])
+    assert invoke("train", pets, "--out", run, *sets, "--max-steps", "3", "--samples", "0", "--quiet").exit_code == 0
+    result = invoke("evaluate", run, pets, "--split", "valid", "--json")
+    assert result.exit_code == 0, result.output
+    valid = json.loads(result.output)["valid"]
+    parts = valid["by_class"]
+    assert list(parts) == ["cat", "dog"] and [p["n"] for p in parts.values()] == [5, 5]
+    assert sum(p["lr"] * p["n"] for p in parts.values()) / 10 == pytest.approx(valid["lr"], rel=1e-5)
+    assert sum(p["lkl"] * p["n"] for p in parts.values()) / 10 == pytest.approx(valid["lkl"], rel=1e-5)
+    assert parts["cat"]["nll_per_point"] != pytest.approx(parts["dog"]["nll_per_point"], rel=1e-3)
+    points = {c: sum(len(d) for d, label in zip(load_dataset(pets).splits["valid"], load_dataset(pets).labels["valid"])
+                     if label == i) for i, c in enumerate(["cat", "dog"])}
+    mean = sum(parts[c]["nll_per_point"] * points[c] for c in points) / sum(points.values())
+    assert mean == pytest.approx(valid["nll_per_point"], rel=1e-5)
+    text = invoke("evaluate", run, pets, "--split", "valid").output
+    assert "\n    cat: lr " in text and "\n    dog: lr " in text
+    one = labelled(tmp_path / "cats.npz", ["cat"], [16])
+    assert "by_class" not in json.loads(invoke("evaluate", run, one, "--json").output)["valid"]
+
+
 # --- acceptance: two very different real datasets -------------------------------------------------------
 
 @pytest.fixture(scope="module")

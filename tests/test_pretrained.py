@@ -199,13 +199,14 @@ def test_evaluate_gives_trainings_own_valid_costs_for_trained_and_resumed_runs(w
         assert r.exit_code == 0, r.output
         got = json.loads(r.output)
         want = _last_valid(run_dir)
-        assert set(got) == {"valid"} and set(got["valid"]) == {"lr", "lkl", "nll_per_point", "n"}
+        # the bundled sample holds several words: each class's scores come too (by_class)
+        assert set(got) == {"valid"} and set(got["valid"]) == {"lr", "lkl", "nll_per_point", "n", "by_class"}
         assert got["valid"]["lr"] == pytest.approx(want["r_cost"], rel=1e-6, abs=1e-7)
         assert got["valid"]["lkl"] == pytest.approx(want["kl"], rel=1e-6, abs=1e-7)
         assert got["valid"]["n"] == want["n"]
     r = invoke("evaluate", run_dir, sample_npz, "--batch-size", 7)
     assert r.exit_code == 0, r.output
-    assert [ln.split()[0] for ln in r.output.splitlines()[1:]] == ["train", "valid", "test"]
+    assert [ln.split()[0] for ln in r.output.splitlines()[1:] if not ln.startswith("    ")] == ["train", "valid", "test"]
     assert "box 255, scale factor" in r.output.splitlines()[0]
 
 

@@ -372,6 +372,8 @@ def evaluate(run_path, data, splits, batch_size, checkpoint, device, threads, as
                      size, comparable across runs (an upper bound, the ELBO, for
                      a conditional model)
       n              the drawings counted (longer than max_seq_len: left out)
+    Data of several classes (a dataset's class names, or one class per file
+    without them) is also scored class by class (by_class in --json).
 
     RUN: a `train --out` or `import --out` folder, or a .pt file. See docs/pretrained.md.
 
@@ -397,7 +399,8 @@ def evaluate(run_path, data, splits, batch_size, checkpoint, device, threads, as
     run = load_run(run_path, device, checkpoint)
     scores = evaluate_run(run, data, list(splits) or None, batch_size)
     if as_json:
-        click.echo(json.dumps({name: {"lr": s.lr, "lkl": s.lkl, "nll_per_point": s.nll_per_point, "n": s.n}
+        click.echo(json.dumps({name: {"lr": s.lr, "lkl": s.lkl, "nll_per_point": s.nll_per_point, "n": s.n,
+                                      **({"by_class": s.by_class} if s.by_class is not None else {})}
                                for name, s in scores.items()}))
         return
     click.echo(f"{run.path} (step {run.step}; box {run.box:.0f}, scale factor {run.scale_factor:.4g}) on "
@@ -406,3 +409,6 @@ def evaluate(run_path, data, splits, batch_size, checkpoint, device, threads, as
         lkl = f"{s.lkl:.4f}" if s.lkl is not None else "-"
         click.echo(f"  {name:5}  lr {s.lr:.4f}  lkl {lkl}  nll_per_point {s.nll_per_point:.4f}  n {s.n}"
                    + (f" ({s.dropped} longer than max_seq_len={run.hps.max_seq_len} left out)" if s.dropped else ""))
+        for cls, c in (s.by_class or {}).items():
+            lkl = f"{c['lkl']:.4f}" if c["lkl"] is not None else "-"
+            click.echo(f"    {cls}: lr {c['lr']:.4f}  lkl {lkl}  nll_per_point {c['nll_per_point']:.4f}  n {c['n']}")
