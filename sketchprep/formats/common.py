@@ -172,9 +172,9 @@ def write_members(f, members) -> None:
     `StreamedArray`) pairs made one at a time, so that a writer holds one block of drawings at once."""
     import zipfile
 
-    from .npz import NPZ_COMPRESSLEVEL
+    from .npz import ZLIB_COMPRESSLEVEL
 
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=NPZ_COMPRESSLEVEL) as zf:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZLIB_COMPRESSLEVEL) as zf:
         for key, value in members:
             with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
                 if not isinstance(value, StreamedArray):

@@ -31,16 +31,20 @@ from ..outputs import atomic_output
 
 SPLITS = ("train", "valid", "test")
 
-# Deflate at level 1: zlib's level 1 writes sketch-rnn files about 4x faster than numpy's default level 6
-# (measured: 6 vs 26 us per sketch), for files about 5% larger; ISA-L's level 1, where installed, is about 5x
-# faster again on sketch pickles (883 vs 178 MB/s) and compresses them a little better (5.9x vs 5.8x). Every
-# zip reader, np.load included, reads any deflate stream; the compressed bytes depend on the compressor, the
-# arrays never do.
+# Deflate: zlib's level 1 writes sketch-rnn files about 4x faster than numpy's default level 6 (measured: 6
+# vs 26 us per sketch), for files about 5% larger. Where ISA-L has a wheel, its level 0: 4.5x zlib's level 1
+# on sketch pickles (354 vs 78 MB/s of CPU time), files 6% larger. Not ISA-L's levels 1-3: their output for
+# the same bytes varies from call to call (they read a work buffer that an earlier call left behind; measured:
+# 2 of 324 pieces of one dataset came out two ways over 400 rounds), and a dataset must be the same bytes
+# every time; level 0 keeps its whole state in the stream, which is initialised (no piece ever varied).
+# Every zip reader, np.load included, reads any deflate stream; the arrays never depend on the compressor.
+ZLIB_COMPRESSLEVEL = 1          # what zipfile (zlib) writes at, where a writer goes through zipfile
 try:
     from isal import isal_zlib as _deflater
+    NPZ_COMPRESSLEVEL = 0
 except ImportError:  # no wheel for this machine
     _deflater = zlib
-NPZ_COMPRESSLEVEL = 1
+    NPZ_COMPRESSLEVEL = ZLIB_COMPRESSLEVEL
 SKETCHES_PER_PIECE = 10_000    # sketches per deflated piece (a multiple of pickle's batch of appends)
 BYTES_PER_PIECE = 4 * 2**20    # bytes per deflated piece of other arrays
 _APPENDS_BATCH = 1000          # pickle writes a list as MARK ... APPENDS batches of this many items
@@ -54,7 +58,7 @@ def deflate(raw: bytes | memoryview) -> Piece:
     return c.compress(raw) + c.flush(_deflater.Z_SYNC_FLUSH), zlib.crc32(raw), len(raw)
 
 
-_FINAL_BLOCK = zlib.compressobj(NPZ_COMPRESSLEVEL, zlib.DEFLATED, -15).flush()  # an empty last block ends a member
+_FINAL_BLOCK = zlib.compressobj(ZLIB_COMPRESSLEVEL, zlib.DEFLATED, -15).flush()  # an empty last block ends a member
 
 # crc32_combine (zlib's, which Python's zlib does not expose): the CRC of A + B from the CRCs of A and B.
 _POLY = 0xEDB88320
