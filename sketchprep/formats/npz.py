@@ -33,10 +33,10 @@ SPLITS = ("train", "valid", "test")
 
 # Deflate: zlib's level 1 writes sketch-rnn files about 4x faster than numpy's default level 6 (measured: 6
 # vs 26 us per sketch), for files about 5% larger. Where ISA-L has a wheel, its level 0: 4.5x zlib's level 1
-# on sketch pickles (354 vs 78 MB/s of CPU time), files 6% larger. Not ISA-L's levels 1-3: their output for
-# the same bytes varies from call to call (they read a work buffer that an earlier call left behind; measured:
-# 2 of 324 pieces of one dataset came out two ways over 400 rounds), and a dataset must be the same bytes
-# every time; level 0 keeps its whole state in the stream, which is initialised (no piece ever varied).
+# on sketch pickles (354 vs 78 MB/s of CPU time), files 6% larger. Not ISA-L's level 1: its output for the
+# same bytes varies now and then from call to call (measured: 2 of 324 pieces of one dataset came out two ways
+# over 400 rounds; levels 1-3 work in a separately allocated buffer, level 0 keeps its whole state in the
+# stream, and no piece ever varied at level 0), and a dataset must be the same bytes every time.
 # Every zip reader, np.load included, reads any deflate stream; the arrays never depend on the compressor.
 ZLIB_COMPRESSLEVEL = 1          # what zipfile (zlib) writes at, where a writer goes through zipfile
 try:
