@@ -25,6 +25,7 @@ import numpy as np
 from .. import __version__
 from ..errors import TooFewDrawingsError
 from ..formats import npz as npz_format
+from ..formats.common import MAX_STEM_BYTES, clean_stem  # noqa: F401  (MAX_STEM_BYTES: re-exported)
 from ..formats.npz import (SPLITS, ZipStream, array_raw_pieces, deflate, object_array_head, object_array_tail,
                            pickled_packed)
 from ..strokes import _offsets, _ranges
@@ -294,12 +295,6 @@ def nothing_kept_message(report: ConvertReport, n_files: int) -> str:
            f"nothing was written. {fix}"
 
 
-# Longest file name stem written for a word (bytes of UTF-8): with a suffix and ".npz" this stays far
-# below the 255 bytes every common file system allows.
-MAX_STEM_BYTES = 120
-_RESERVED_STEMS = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-
-
 def word_filenames(words: list[str]) -> dict[str, str]:
     """A unique, safe, bounded file name (`<stem>.npz`) for every word.
 
@@ -314,7 +309,7 @@ def word_filenames(words: list[str]) -> dict[str, str]:
 
     taken: set[str] = set()
     out: dict[str, str] = {}
-    plain = {w: _clean_stem(w) for w in words}
+    plain = {w: clean_stem(w) for w in words}
     # words that keep their own name first, so that a hashed name never takes one of theirs
     order = sorted(words, key=lambda w: (plain[w] != w, w))
     for word in order:
@@ -322,21 +317,10 @@ def word_filenames(words: list[str]) -> dict[str, str]:
         if not stem or stem != word or stem.casefold() in taken:
             digest = hashlib.sha256(word.encode("utf-8", "surrogatepass")).hexdigest()
             size = 8
-            stem = f"{_clean_stem(word) or 'unnamed'}-{digest[:size]}"
+            stem = f"{clean_stem(word) or 'unnamed'}-{digest[:size]}"
             while stem.casefold() in taken:
                 size += 4
-                stem = f"{_clean_stem(word) or 'unnamed'}-{digest[:size]}"
+                stem = f"{clean_stem(word) or 'unnamed'}-{digest[:size]}"
         taken.add(stem.casefold())
         out[word] = f"{stem}.npz"
     return out
-
-
-def _clean_stem(name: str) -> str:
-    """`name` with every character but letters, digits and ` -_.()` replaced by `_`, bounded in length."""
-    cleaned = "".join(c if c.isalnum() or c in " -_.()" else "_" for c in name).strip(" .")
-    while len(cleaned.encode("utf-8", "surrogatepass")) > MAX_STEM_BYTES:
-        cleaned = cleaned[:-1]
-    cleaned = cleaned.rstrip(" .")
-    if cleaned.lower().split(".")[0] in _RESERVED_STEMS:
-        cleaned = f"_{cleaned}"
-    return cleaned
